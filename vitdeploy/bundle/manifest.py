@@ -1,0 +1,288 @@
+"""The bundle manifest: the single source of truth a later stage reads (DESIGN.md, "The flow").
+
+Typed dataclasses, written as JSON. Everything a later command needs (input names and shapes,
+preprocessing, class names, parity and calibration results, engine provenance) lives here, so no
+command asks the user again for something the manifest knows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from vitdeploy.errors import BundleError
+
+SCHEMA_VERSION = 1
+
+#: The symbolic name of the batch axis: one image per camera of the rig.
+CAMERA_AXIS = "cameras"
+
+
+class Precision(str, enum.Enum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+    @classmethod
+    def parse(cls, value: str | Precision) -> Precision:
+        if isinstance(value, Precision):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            names = ", ".join(p.value for p in cls)
+            raise BundleError(f"unknown precision {value!r}; choose one of: {names}") from None
+
+
+class Status(str, enum.Enum):
+    GOOD = "good"
+    REJECTED = "rejected"  # measured and below the user's agreement threshold; file kept for inspection
+    FAILED = "failed"  # a check failed (parity, golden agreement)
+
+
+@dataclass
+class TensorSpec:
+    """One graph input or output. ``shape`` holds ints for fixed axes and names for dynamic ones."""
+
+    name: str
+    dtype: str  # numpy dtype name: "float32", "uint8", ...
+    shape: list[int | str]
+    meaning: str = ""
+
+    @property
+    def dynamic_axes(self) -> dict[int, str]:
+        return {i: d for i, d in enumerate(self.shape) if isinstance(d, str)}
+
+    def concrete_shape(self, **dims: int) -> tuple[int, ...]:
+        """The shape with the dynamic axes filled from ``dims`` (e.g. ``cameras=6``)."""
+        out = []
+        for d in self.shape:
+            if isinstance(d, str):
+                if d not in dims:
+                    raise BundleError(f"input {self.name!r} has dynamic axis {d!r}; give its size")
+                out.append(int(dims[d]))
+            else:
+                out.append(int(d))
+        return tuple(out)
+
+
+@dataclass
+class Preprocessing:
+    """How a camera frame becomes the model input (the runtime and calibration share this).
+
+    ``mean``/``std`` are in 0..1 pixel units, applied after dividing by 255. ``resize`` is
+    ``"stretch"`` (plain resize to ``image_size``) or ``"letterbox"`` (keep aspect, pad with
+    ``pad_value``). ``fused`` means the graph itself takes uint8 frames of ``source_size``.
+    """
+
+    image_size: tuple[int, int]  # (H, W) of the model input, pixels
+    channel_order: str = "RGB"
+    layout: str = "NCHW"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    resize: str = "stretch"
+    interpolation: str = "linear"
+    pad_value: int = 114
+    fused: bool = False
+    source_size: tuple[int, int] | None = None  # (H, W) of the raw frames when fused
+
+
+@dataclass
+class OutputError:
+    max_abs: float
+    max_rel: float
+    mean_abs: float = 0.0
+
+
+@dataclass
+class ParityRecord:
+    """PyTorch vs ONNX Runtime on the same inputs (export) for one graph."""
+
+    atol: float
+    rtol: float
+    passed: bool
+    cases: dict[str, dict[str, OutputError]] = field(default_factory=dict)  # case -> output -> error
+
+    def worst(self) -> dict[str, OutputError]:
+        worst: dict[str, OutputError] = {}
+        for per_output in self.cases.values():
+            for name, err in per_output.items():
+                if name not in worst or err.max_abs > worst[name].max_abs:
+                    worst[name] = err
+        return worst
+
+
+@dataclass
+class LintFinding:
+    rule: str
+    severity: str  # "error" (TensorRT will not build it) or "warning" (builds, but slow or fragile)
+    message: str
+    hint: str
+    node: str = ""
+
+
+@dataclass
+class Variant:
+    """One ONNX file of a graph at one precision."""
+
+    precision: Precision
+    file: str
+    sha256: str
+    status: Status = Status.GOOD
+    created_at: str = ""
+    details: dict[str, Any] = field(default_factory=dict)  # calibration settings, report summary
+
+
+@dataclass
+class Graph:
+    """One exported graph. Most models have one (``model``); SAM has an image encoder and a
+    prompt decoder."""
+
+    name: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    variants: list[Variant] = field(default_factory=list)
+    parity: ParityRecord | None = None
+    lint: list[LintFinding] = field(default_factory=list)
+
+    def variant(self, precision: Precision | str) -> Variant | None:
+        precision = Precision.parse(precision)
+        return next((v for v in self.variants if v.precision == precision), None)
+
+    def set_variant(self, variant: Variant) -> None:
+        self.variants = [v for v in self.variants if v.precision != variant.precision] + [variant]
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise BundleError(f"graph {self.name!r} has no input {name!r}; inputs: {[s.name for s in self.inputs]}")
+
+
+@dataclass
+class Engine:
+    """A TensorRT plan built from one variant, with the provenance needed to refuse a mismatch."""
+
+    file: str
+    graph: str
+    precision: Precision
+    tensorrt_version: str
+    cuda_version: str
+    gpu_name: str
+    compute_capability: str
+    profile: dict[str, list[int]]  # "min"/"opt"/"max" camera counts -> [min, opt, max] is per input
+    onnx_sha256: str
+    plan_sha256: str
+    build_seconds: float
+    built_at: str
+    status: Status = Status.GOOD
+    golden: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    model: str
+    head: str
+    parameters: int
+    image_size: tuple[int, int]
+    patch_size: int
+    max_cameras: int
+    opset: int
+    preprocessing: Preprocessing
+    graphs: list[Graph]
+    class_names: list[str] = field(default_factory=list)
+    head_config: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+    created_at: str = ""
+    vitdeploy_version: str = ""
+    torch_version: str = ""
+    export_seconds: float = 0.0
+    calibration: dict[str, Any] = field(default_factory=dict)
+    engines: list[Engine] = field(default_factory=list)
+    schema: int = SCHEMA_VERSION
+
+    def graph(self, name: str | None = None) -> Graph:
+        if name is None:
+            if len(self.graphs) != 1:
+                raise BundleError(
+                    f"bundle of {self.model} has graphs {[g.name for g in self.graphs]}; say which one"
+                )
+            return self.graphs[0]
+        for g in self.graphs:
+            if g.name == name:
+                return g
+        raise BundleError(f"bundle of {self.model} has no graph {name!r}; graphs: {[g.name for g in self.graphs]}")
+
+    # ---- JSON ---------------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(_to_jsonable(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "manifest.json") -> Manifest:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}); re-export the bundle") from exc
+        if not isinstance(raw, dict):
+            raise BundleError(f"{source} does not hold a manifest object; re-export the bundle")
+        schema = raw.get("schema")
+        if schema != SCHEMA_VERSION:
+            raise BundleError(
+                f"{source} has manifest schema {schema!r}, this vitdeploy reads {SCHEMA_VERSION}; re-export the bundle"
+            )
+        try:
+            return _from_jsonable(cls, raw)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise BundleError(f"{source} is malformed ({exc}); re-export the bundle") from exc
+
+
+def _to_jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    return obj
+
+
+def _from_jsonable(tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) == 1:
+            return _from_jsonable(non_none[0], value)
+        return value  # e.g. int | str: JSON already holds the right one
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object for {tp.__name__}, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                kwargs[f.name] = _from_jsonable(hints[f.name], value[f.name])
+        return tp(**kwargs)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(value)
+    if origin in (list, typing.List):  # noqa: UP006
+        return [_from_jsonable(args[0], v) for v in value] if args else list(value)
+    if origin is tuple:
+        if args and args[-1] is not Ellipsis:
+            return tuple(_from_jsonable(a, v) for a, v in zip(args, value, strict=True))
+        return tuple(value)
+    if origin is dict:
+        return {k: _from_jsonable(args[1], v) for k, v in value.items()} if args else dict(value)
+    return value

@@ -1,0 +1,57 @@
+"""What every command shares: the consoles, the error boundary, and option parsers.
+
+Only the CLI turns a ``VitDeployError`` into an exit code (DESIGN.md): ``@handles_errors`` prints
+the one-line message without a traceback and exits 1; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from vitdeploy.errors import VitDeployError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handles_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except VitDeployError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX×,]\s*(\d+)\s*$")
+
+
+def parse_size(value: str | None, *, option: str = "--image-size") -> tuple[int, int] | None:
+    """'448x800' -> (448, 800): height first, as in the rest of vitdeploy."""
+    if value is None:
+        return None
+    m = _SIZE.match(value)
+    if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
+        raise VitDeployError(f"{option} {value!r} is not HEIGHTxWIDTH in pixels, e.g. 448x800")
+    return int(m.group(1)), int(m.group(2))
+
+
+def parse_list(value: str | None) -> list[str]:
+    """'fp32,fp16' -> ['fp32', 'fp16']."""
+    if not value:
+        return []
+    return [v.strip() for v in value.split(",") if v.strip()]
