@@ -11,13 +11,12 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
 demo: setup
-	$(BIN)/vitdeploy demo
+	$(BIN)/vitdeploy export vit-tiny-detr --out bundles/vit-tiny-detr --max-cameras 6
 
 lint: setup
 	$(BIN)/ruff check vitdeploy tests tools

@@ -60,8 +60,8 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
         raise BundleError(f"{path} exists and is not a folder; give a folder path for the bundle")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe.", delete=True)
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe.", delete=True):
+            pass
     except OSError as exc:
         raise BundleError(f"cannot write to {path}: {exc.strerror or exc}; choose a writable folder") from exc
     return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vitdeploy.cli import models_cmd
+from vitdeploy.cli import export_cmd, info_cmd, models_cmd
 
 app = typer.Typer(
     name="vitdeploy",
@@ -24,6 +24,8 @@ def _root() -> None:
 
 
 app.command("models", epilog=models_cmd.EPILOG)(models_cmd.models)
+app.command("export", epilog=export_cmd.EPILOG)(export_cmd.export)
+app.command("info", epilog=info_cmd.EPILOG)(info_cmd.info)
 
 
 def main() -> None:

@@ -55,5 +55,8 @@ class MaskHead(nn.Module):
     def forward(self, patches: torch.Tensor, *, cls: torch.Tensor | None, grid: tuple[int, int]) -> dict[str, torch.Tensor]:
         h = self.decoder(patches)[-1]
         pixels = self.pixel_decoder(patches, grid)
-        masks = torch.einsum("bqe,behw->bqhw", self.mask_embed(h), pixels)
+        # A batched MatMul rather than Einsum: TensorRT's Einsum support is partial, and
+        # quantization places Q/DQ on MatMul inputs.
+        hh, ww = pixels.shape[-2], pixels.shape[-1]
+        masks = torch.matmul(self.mask_embed(h), pixels.flatten(2)).reshape(-1, h.shape[1], hh, ww)
         return {"logits": self.class_embed(h), "masks": masks}

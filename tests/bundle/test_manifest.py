@@ -1,0 +1,72 @@
+import json
+
+import pytest
+
+from vitdeploy.bundle import (
+    Bundle,
+    Graph,
+    Manifest,
+    Precision,
+    Preprocessing,
+    TensorSpec,
+    Variant,
+    atomic_path,
+)
+from vitdeploy.bundle.manifest import LintFinding, OutputError, ParityRecord
+from vitdeploy.errors import BundleError
+
+
+def _manifest() -> Manifest:
+    g = Graph(
+        name="model",
+        inputs=[TensorSpec("images", "float32", ["cameras", 3, 64, 96])],
+        outputs=[TensorSpec("boxes", "float32", ["cameras", 10, 4])],
+        variants=[Variant(Precision.FP32, "model.onnx", "abc")],
+        parity=ParityRecord(atol=1e-4, rtol=1e-3, passed=True,
+                            cases={"random": {"boxes": OutputError(1e-7, 1e-6, 1e-8)}}),
+        lint=[LintFinding("r", "warning", "m", "h", "n")],
+    )
+    return Manifest(model="m", head="detr", parameters=10, image_size=(64, 96), patch_size=16, max_cameras=6,
+                    opset=18, preprocessing=Preprocessing(image_size=(64, 96)), graphs=[g], class_names=["car"])
+
+
+def test_manifest_round_trips_through_json():
+    m = _manifest()
+    again = Manifest.from_json(m.to_json())
+    assert again == m
+    assert again.graphs[0].variants[0].precision is Precision.FP32
+    assert again.preprocessing.image_size == (64, 96)
+    assert again.graph().input("images").concrete_shape(cameras=6) == (6, 3, 64, 96)
+
+
+def test_corrupt_manifest_is_a_clear_error(tmp_path):
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        Bundle.open(tmp_path)
+
+
+def test_other_schema_is_refused(tmp_path):
+    raw = json.loads(_manifest().to_json())
+    raw["schema"] = 99
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="schema 99"):
+        Bundle.open(tmp_path)
+
+
+def test_missing_bundle_and_missing_precision(tmp_path):
+    with pytest.raises(BundleError, match="does not exist"):
+        Bundle.open(tmp_path / "nope")
+    b = Bundle(tmp_path, _manifest())
+    b.save()
+    with pytest.raises(BundleError, match="no int8 ONNX for graph .model.*vitdeploy calibrate"):
+        Bundle.open(tmp_path).onnx_path("int8")
+
+
+def test_atomic_path_keeps_old_file_when_writer_fails(tmp_path):
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]

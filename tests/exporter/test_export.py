@@ -1,0 +1,93 @@
+import numpy as np
+import onnx
+import pytest
+
+from vitdeploy.bundle import Bundle
+from vitdeploy.errors import BundleError, ExportError, ParityError
+from vitdeploy.exporter.export import export_model
+from vitdeploy.exporter.parity import ort_session
+
+HEADS = ["vit-test-cls", "vit-test-cait", "vit-test-detr", "vit-test-mask"]
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_every_head_exports_with_parity_at_1_and_6_cameras(exported, name):
+    bundle = exported(name, max_cameras=6)
+    reopened = Bundle.open(bundle.path)
+    graph = reopened.manifest.graph()
+    assert graph.parity.passed
+    assert set(graph.parity.cases) >= {"random@cameras=1", "random@cameras=6", "photo@cameras=2"}
+    for errors in graph.parity.cases.values():
+        for err in errors.values():
+            assert err.max_abs < 1e-3
+    session = ort_session(reopened.onnx_path("fp32"))
+    h, w = reopened.manifest.image_size
+    for cams in (1, 6):
+        outs = session.run(None, {"images": np.random.default_rng(0).standard_normal((cams, 3, h, w), np.float32)})
+        assert all(o.shape[0] == cams for o in outs)
+    model = onnx.load(reopened.onnx_path("fp32"))
+    ops = {n.op_type for n in model.graph.node}
+    assert "LayerNormalization" in ops  # opset 18: one op, not ReduceMean/Pow
+    assert graph.lint == []
+    assert not list(reopened.path.glob(".*.tmp"))
+
+
+def test_manifest_records_what_later_stages_need(exported):
+    m = exported("vit-test-detr", max_cameras=6).manifest
+    assert m.head == "detr" and m.max_cameras == 6 and m.opset == 18
+    assert m.class_names[:2] == ["car", "truck"]
+    assert m.graph().outputs[1].name == "boxes"
+    assert m.graph().inputs[0].shape == ["cameras", 3, 64, 96]
+    assert m.preprocessing.image_size == (64, 96)
+
+
+def test_non_square_automotive_size(tmp_path):
+    b = export_model("vit-test-detr", out=tmp_path, image_size=(128, 224), max_cameras=2).bundle
+    assert b.manifest.graph().inputs[0].shape == ["cameras", 3, 128, 224]
+
+
+def test_opset_17_keeps_layernorm_one_op(tmp_path):
+    b = export_model("vit-test-cls", out=tmp_path, opset=17, max_cameras=2).bundle
+    model = onnx.load(b.onnx_path())
+    assert next(o.version for o in model.opset_import if o.domain == "") == 17
+    assert any(n.op_type == "LayerNormalization" for n in model.graph.node)
+
+
+def test_image_size_not_multiple_of_patch(tmp_path):
+    with pytest.raises(ExportError, match="not a multiple of the patch size 16 .* try 448x800"):
+        export_model("vit-test-detr", out=tmp_path, image_size=(450, 800))
+    assert not any(tmp_path.iterdir())
+
+
+def test_parity_failure_writes_nothing(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"previous")
+    with pytest.raises(ParityError, match="disagrees with PyTorch"):
+        export_model("vit-test-cls", out=tmp_path, atol=0.0, rtol=0.0, max_cameras=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    assert (tmp_path / "model.onnx").read_bytes() == b"previous"
+
+
+def test_unwritable_output(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(BundleError, match="not a folder"):
+        export_model("vit-test-cls", out=target)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        import os
+
+        if os.access(ro, os.W_OK):  # root ignores permission bits
+            pytest.skip("running as root: permission bits do not stop writes")
+        with pytest.raises(BundleError, match="cannot write"):
+            export_model("vit-test-cls", out=ro / "b")
+    finally:
+        ro.chmod(0o700)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vit-base-cls", "vit-base-cait", "vit-base-detr", "vit-base-mask"])
+def test_base_models_export(tmp_path, name):
+    b = export_model(name, out=tmp_path, max_cameras=2)
+    assert b.bundle.manifest.graph().parity.passed

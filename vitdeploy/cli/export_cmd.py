@@ -1,0 +1,36 @@
+"""`vitdeploy export`: a zoo model to an ONNX bundle with proven parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vitdeploy.cli.console import console, handles_errors, parse_size
+from vitdeploy.cli.report import print_export_summary
+
+EPILOG = (
+    "Examples:\n\n"
+    "  vitdeploy export vit-tiny-detr --out bundles/tiny-detr --image-size 448x800 --max-cameras 6\n\n"
+    "  vitdeploy export sam-vit-b --checkpoint sam_vit_b_01ec64.pth --out bundles/sam-b"
+)
+
+
+@handles_errors
+def export(
+    model: Annotated[str, typer.Argument(help="Zoo model name (see `vitdeploy models`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
+    checkpoint: Annotated[Path | None, typer.Option(help="Weights: .safetensors, or .pt/.pth (loaded with weights_only).")] = None,
+    image_size: Annotated[str | None, typer.Option(help="Input HxW in pixels, multiples of the patch size; default: the model's.")] = None,
+    max_cameras: Annotated[int, typer.Option(help="Largest camera count (batch) the graph accepts.")] = 8,
+    opset: Annotated[int, typer.Option(help="ONNX opset (17..21; 17+ keeps LayerNorm one op).")] = 18,
+) -> None:
+    """Export MODEL to ONNX: one bundle folder with model.onnx and manifest.json, parity checked."""
+    from vitdeploy.exporter.export import export_model
+
+    with console.status("exporting") as status:
+        result = export_model(model, out=out, checkpoint=checkpoint, image_size=parse_size(image_size),
+                              max_cameras=max_cameras, opset=opset,
+                              progress=lambda msg: status.update(f"{msg} ..."))
+    print_export_summary(result.bundle, seconds=result.seconds, files=result.files)

@@ -1,0 +1,42 @@
+"""`vitdeploy info`: the manifest of a bundle, for people."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vitdeploy.cli.console import console, handles_errors
+from vitdeploy.cli.report import print_graphs
+
+EPILOG = "Example:  vitdeploy info bundles/tiny-detr   (add --json for the raw manifest)"
+
+
+@handles_errors
+def info(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print the raw manifest JSON.")] = False,
+) -> None:
+    """Show what a bundle holds: model, graphs, precisions, parity, lint, calibration and engines."""
+    from vitdeploy.bundle import Bundle
+
+    b = Bundle.open(bundle)
+    m = b.manifest
+    if json_:
+        console.out(m.to_json(), end="", highlight=False)
+        return
+    h, w = m.image_size
+    console.print(f"[bold]{m.model}[/]  head {m.head}, {m.parameters / 1e6:.2f}M parameters, input {h}x{w}, "
+                  f"cameras 1..{m.max_cameras}, opset {m.opset}")
+    p = m.preprocessing
+    console.print(f"preprocessing: {p.resize} to {h}x{w}, {p.channel_order}, mean {p.mean}, std {p.std}"
+                  + (f", fused (raw {p.source_size[0]}x{p.source_size[1]} uint8 in)" if p.fused and p.source_size else ""))
+    if m.class_names and len(m.class_names) <= 20:
+        console.print(f"classes: {', '.join(m.class_names)}")
+    console.print(f"exported {m.created_at} by vitdeploy {m.vitdeploy_version}, torch {m.torch_version}"
+                  + (f", weights {m.checkpoint}" if m.checkpoint else ", random weights"))
+    print_graphs(b)
+    for e in m.engines:
+        console.print(f"engine {e.file}: {e.precision.value}, TensorRT {e.tensorrt_version}, {e.gpu_name} "
+                      f"(sm {e.compute_capability}), {e.status.value}")

@@ -1,0 +1,139 @@
+"""`vitdeploy export`: a zoo model (and optional checkpoint) -> a bundle with proven parity.
+
+Every graph is exported to a hidden temporary file, linted and checked for parity against
+PyTorch; only when all graphs pass are they renamed into place and the manifest written. A
+failed export leaves the folder as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import vitdeploy
+from vitdeploy.bundle import Bundle, atomic_path, ensure_writable_dir, sha256_file
+from vitdeploy.bundle.manifest import Graph, Manifest, Precision, Preprocessing, Variant
+from vitdeploy.errors import ExportError, ParityError
+from vitdeploy.exporter.graphs import GraphSpec
+from vitdeploy.exporter.lint import lint_model
+from vitdeploy.exporter.onnx_export import export_graph
+from vitdeploy.exporter.parity import FP32_ATOL, FP32_RTOL, check_parity
+from vitdeploy.exporter.perception_graphs import perception_graph_spec
+from vitdeploy.models.checkpoint import load_checkpoint
+from vitdeploy.models.zoo import ModelCard, get_card
+
+MAX_CAMERAS_LIMIT = 64
+
+
+@dataclass
+class ExportResult:
+    bundle: Bundle
+    seconds: float
+    files: dict[str, int]  # file name -> bytes
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def default_preprocessing(card: ModelCard, image_size: tuple[int, int]) -> Preprocessing:
+    if card.head == "sam":
+        # Segment Anything: longest side to 1024, pad bottom/right; ImageNet mean/std in 0..255 units.
+        return Preprocessing(image_size=image_size, resize="longest_side", pad_value=0)
+    return Preprocessing(image_size=image_size, resize="stretch")
+
+
+def _validate(card: ModelCard, image_size: tuple[int, int], max_cameras: int) -> None:
+    h, w = image_size
+    p = card.patch_size
+    if h % p or w % p:
+        near = f"{max(p, round(h / p) * p)}x{max(p, round(w / p) * p)}"
+        raise ExportError(f"image size {h}x{w} is not a multiple of the patch size {p} of {card.name}; try {near}")
+    if card.head == "sam" and tuple(image_size) != tuple(card.image_size):
+        ch, cw = card.image_size
+        raise ExportError(f"{card.name} takes {ch}x{cw} inputs (its relative positions are fixed); drop --image-size")
+    if not 1 <= max_cameras <= MAX_CAMERAS_LIMIT:
+        raise ExportError(f"--max-cameras {max_cameras} is out of range; use 1..{MAX_CAMERAS_LIMIT}")
+
+
+def graph_specs(card: ModelCard, model: torch.nn.Module, *, image_size: tuple[int, int], max_cameras: int,
+                preprocessing: Preprocessing) -> list[GraphSpec]:
+    if card.head == "sam":
+        from vitdeploy.exporter.sam_graphs import sam_graph_specs
+
+        return sam_graph_specs(model, max_cameras=max_cameras)
+    return [perception_graph_spec(model, head=card.head, image_size=image_size, max_cameras=max_cameras,
+                                  preprocessing=preprocessing)]
+
+
+def export_model(name: str, *, out: str | Path, checkpoint: str | Path | None = None,
+                 image_size: tuple[int, int] | None = None, max_cameras: int = 8, opset: int = 18,
+                 atol: float = FP32_ATOL, rtol: float = FP32_RTOL,
+                 progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export zoo model ``name`` into the bundle folder ``out``."""
+    say = progress or (lambda _msg: None)
+    start = time.perf_counter()
+    card = get_card(name)
+    image_size = tuple(image_size or card.image_size)
+    _validate(card, image_size, max_cameras)
+    out = ensure_writable_dir(out)
+
+    say(f"building {card.name}")
+    # The explicit matmul-softmax attention is what the ONNX graph (and quantization) should see.
+    model = card.build(fused_attention=False).eval()
+    if checkpoint is not None:
+        say(f"loading {checkpoint}")
+        load_checkpoint(model, checkpoint)
+    elif card.weights:
+        from vitdeploy.models.checkpoint import load_shipped_weights
+
+        load_shipped_weights(model, card.weights)
+    parameters = sum(p.numel() for p in model.parameters())
+    preprocessing = default_preprocessing(card, image_size)
+
+    specs = graph_specs(card, model, image_size=image_size, max_cameras=max_cameras, preprocessing=preprocessing)
+    graphs: list[Graph] = []
+    with contextlib.ExitStack() as stack:
+        staged = []
+        for spec in specs:
+            tmp = stack.enter_context(atomic_path(out / spec.file))
+            say(f"exporting graph {spec.name} (opset {opset})")
+            onnx_model = export_graph(spec, tmp, opset=opset)
+            say(f"checking parity of {spec.name} against PyTorch")
+            parity = check_parity(spec, tmp, atol=atol, rtol=rtol)
+            if not parity.passed:
+                worst = parity.worst()
+                detail = ", ".join(f"{k}: max abs {v.max_abs:.2e}" for k, v in worst.items())
+                raise ParityError(
+                    f"ONNX Runtime disagrees with PyTorch on graph {spec.name!r} ({detail}; tolerance "
+                    f"atol {atol:g} + rtol {rtol:g}); nothing was written to {out}"
+                )
+            graphs.append(Graph(name=spec.name, inputs=spec.inputs, outputs=spec.outputs, parity=parity,
+                                lint=lint_model(onnx_model)))
+            staged.append((spec, tmp))
+        # All graphs passed: the atomic_path contexts rename each file into place on exit.
+        say("writing bundle")
+    for graph, (spec, _tmp) in zip(graphs, staged, strict=True):
+        path = out / spec.file
+        graph.variants = [Variant(precision=Precision.FP32, file=spec.file, sha256=sha256_file(path),
+                                  created_at=now_iso())]
+
+    seconds = time.perf_counter() - start
+    manifest = Manifest(
+        model=card.name, head=card.head, parameters=parameters, image_size=image_size, patch_size=card.patch_size,
+        max_cameras=max_cameras, opset=opset, preprocessing=preprocessing, graphs=graphs,
+        class_names=list(card.class_names), head_config=dict(card.head_config),
+        checkpoint=str(checkpoint) if checkpoint else (f"shipped:{card.weights}" if card.weights else None),
+        created_at=now_iso(), vitdeploy_version=vitdeploy.__version__, torch_version=torch.__version__,
+        export_seconds=round(seconds, 2),
+    )
+    bundle = Bundle(out, manifest)
+    bundle.save()
+    files = {spec.file: (out / spec.file).stat().st_size for spec in specs}
+    return ExportResult(bundle=bundle, seconds=seconds, files=files)

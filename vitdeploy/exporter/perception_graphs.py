@@ -1,0 +1,69 @@
+"""The export graph of a ViT + head model (cls, cait, detr, mask, tab): images in, raw tensors out."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from vitdeploy.bundle.manifest import CAMERA_AXIS, Preprocessing, TensorSpec
+from vitdeploy.exporter.graphs import GraphSpec, ParityCase
+from vitdeploy.runtime.preprocess import preprocess_frames
+
+_MEANINGS = {
+    ("detr", "logits"): "class logits per query; the last class is 'no object'",
+    ("detr", "boxes"): "cx, cy, w, h per query in 0..1 of the model input",
+    ("mask", "logits"): "class logits per query; the last class is 'no object'",
+    ("mask", "masks"): "mask logits per query at the mask stride (sigmoid > 0.5 is the mask)",
+    ("cls", "logits"): "class logits",
+    ("cait", "logits"): "class logits",
+    ("tab", "logits"): "logits of all tasks, concatenated in task order",
+}
+
+
+class OutputsAsTuple(nn.Module):
+    """ONNX export wants positional outputs; the model returns a dict in ``output_names`` order."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(images)
+        return tuple(out[name] for name in self.model.output_names)
+
+
+def sample_photo() -> np.ndarray:
+    """A real photograph (matplotlib's sample of Grace Hopper), HxWx3 uint8 RGB."""
+    import matplotlib.cbook
+
+    path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def perception_graph_spec(model: nn.Module, *, head: str, image_size: tuple[int, int], max_cameras: int,
+                          preprocessing: Preprocessing) -> GraphSpec:
+    """``model`` gets its position embedding baked for ``image_size`` (the export-only step)."""
+    model.encoder.set_grid(model.encoder.grid_for(*image_size))
+    wrapper = OutputsAsTuple(model).eval()
+    h, w = image_size
+    example = torch.zeros(2, 3, h, w)
+    with torch.no_grad():
+        outs = wrapper(example)
+    outputs = [TensorSpec(name, "float32", [CAMERA_AXIS, *list(o.shape[1:])], _MEANINGS.get((head, name), ""))
+               for name, o in zip(model.output_names, outs, strict=True)]
+
+    def make_inputs(dims: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        n = dims.get(CAMERA_AXIS, 2)
+        return {"images": rng.standard_normal((n, 3, h, w)).astype(np.float32)}
+
+    photo = sample_photo()
+    batch, _ = preprocess_frames([photo, photo[:, ::-1].copy()], preprocessing)
+    return GraphSpec(
+        name="model", file="model.onnx", module=wrapper,
+        inputs=[TensorSpec("images", "float32", [CAMERA_AXIS, 3, h, w], "normalised camera images, RGB, NCHW")],
+        outputs=outputs, trace_dims={CAMERA_AXIS: 2}, dim_ranges={CAMERA_AXIS: (1, max_cameras)},
+        make_inputs=make_inputs, parity_cases=[ParityCase("photo@cameras=2", {"images": batch})],
+    )
