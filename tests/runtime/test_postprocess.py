@@ -8,7 +8,7 @@ def test_detr_boxes_land_in_frame_pixels():
     logits = np.full((1, 3, 3), -10.0, np.float32)
     logits[0, 0, 1] = 10.0  # query 0: class 1, confident
     logits[0, 1, 2] = 10.0  # query 1: "no object"
-    logits[0, 2, 0] = 0.0   # query 2: weak
+    logits[0, 2] = 0.0        # query 2: weak (1/3 each)
     boxes = np.array([[[0.5, 0.5, 0.5, 0.5], [0.1, 0.1, 0.1, 0.1], [0.2, 0.2, 0.1, 0.1]]], np.float32)
     lb = Letterbox(scale_x=0.5, scale_y=0.5, pad_x=0.0, pad_y=0.0, frame_size=(200, 400))
     (det,) = decode_detr(logits, boxes, input_size=(100, 200), letterboxes=[lb], score_threshold=0.5)
