@@ -7,7 +7,7 @@ from vitdeploy.errors import BundleError, ExportError, ParityError
 from vitdeploy.exporter.export import export_model
 from vitdeploy.exporter.parity import ort_session
 
-HEADS = ["vit-test-cls", "vit-test-cait", "vit-test-detr", "vit-test-mask"]
+HEADS = ["vit-test-cls", "vit-test-cait", "vit-test-detr", "vit-test-mask", "vit-test-tab"]
 
 
 @pytest.mark.parametrize("name", HEADS)
@@ -87,7 +87,12 @@ def test_unwritable_output(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["vit-base-cls", "vit-base-cait", "vit-base-detr", "vit-base-mask"])
+@pytest.mark.parametrize("name", ["vit-base-cls", "vit-base-cait", "vit-base-detr", "vit-base-mask", "vit-base-tab"])
 def test_base_models_export(tmp_path, name):
     b = export_model(name, out=tmp_path, max_cameras=2)
     assert b.bundle.manifest.graph().parity.passed
+
+
+def test_single_camera_bundle(tmp_path):
+    b = export_model("vit-test-cls", out=tmp_path, max_cameras=1).bundle
+    assert b.manifest.max_cameras == 1 and b.manifest.graph().parity.passed

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,8 @@ from vitdeploy.exporter.lint import lint_model
 from vitdeploy.exporter.onnx_export import export_graph
 from vitdeploy.exporter.parity import FP32_ATOL, FP32_RTOL, check_parity
 from vitdeploy.exporter.perception_graphs import perception_graph_spec
-from vitdeploy.models.checkpoint import load_checkpoint
+from vitdeploy.models.checkpoint import load_checkpoint, load_state_dict
+from vitdeploy.models.tasks import prepare_task_export
 from vitdeploy.models.zoo import ModelCard, get_card
 
 MAX_CAMERAS_LIMIT = 64
@@ -42,10 +43,11 @@ def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def default_preprocessing(card: ModelCard, image_size: tuple[int, int]) -> Preprocessing:
+def default_preprocessing(card: ModelCard, model: torch.nn.Module, image_size: tuple[int, int]) -> Preprocessing:
     if card.head == "sam":
-        # Segment Anything: longest side to 1024, pad bottom/right; ImageNet mean/std in 0..255 units.
-        return Preprocessing(image_size=image_size, resize="longest_side", pad_value=0)
+        from vitdeploy.exporter.sam_graphs import sam_preprocessing
+
+        return sam_preprocessing(model)
     return Preprocessing(image_size=image_size, resize="stretch")
 
 
@@ -74,14 +76,21 @@ def graph_specs(card: ModelCard, model: torch.nn.Module, *, image_size: tuple[in
 
 def export_model(name: str, *, out: str | Path, checkpoint: str | Path | None = None,
                  image_size: tuple[int, int] | None = None, max_cameras: int = 8, opset: int = 18,
-                 atol: float = FP32_ATOL, rtol: float = FP32_RTOL,
+                 atol: float = FP32_ATOL, rtol: float = FP32_RTOL, tasks: int | None = None,
+                 task_classes: Sequence[int] | None = None,
                  progress: Callable[[str], None] | None = None) -> ExportResult:
-    """Export zoo model ``name`` into the bundle folder ``out``."""
+    """Export zoo model ``name`` into the bundle folder ``out``.
+
+    ``tasks``/``task_classes`` set the task list of a Task Attention (``*-tab``) model; a checkpoint
+    with fewer tasks is grown to it, its own tasks kept bit-for-bit (``vitdeploy.models.tasks``).
+    """
     say = progress or (lambda _msg: None)
     start = time.perf_counter()
     card = get_card(name)
     image_size = tuple(image_size or card.image_size)
     _validate(card, image_size, max_cameras)
+    task_export = prepare_task_export(card, count=tasks, classes=task_classes, checkpoint=checkpoint)
+    card = task_export.card if task_export else card
     out = ensure_writable_dir(out)
 
     say(f"building {card.name}")
@@ -89,13 +98,16 @@ def export_model(name: str, *, out: str | Path, checkpoint: str | Path | None = 
     model = card.build(fused_attention=False).eval()
     if checkpoint is not None:
         say(f"loading {checkpoint}")
-        load_checkpoint(model, checkpoint)
+        if task_export is None:
+            load_checkpoint(model, checkpoint)
+        else:  # read (and grown to the asked tasks) by prepare_task_export
+            load_state_dict(model, task_export.state, source=str(checkpoint))
     elif card.weights:
         from vitdeploy.models.checkpoint import load_shipped_weights
 
         load_shipped_weights(model, card.weights)
     parameters = sum(p.numel() for p in model.parameters())
-    preprocessing = default_preprocessing(card, image_size)
+    preprocessing = default_preprocessing(card, model, image_size)
 
     specs = graph_specs(card, model, image_size=image_size, max_cameras=max_cameras, preprocessing=preprocessing)
     graphs: list[Graph] = []

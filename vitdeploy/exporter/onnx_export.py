@@ -46,7 +46,8 @@ def export_graph(spec: GraphSpec, path: str | Path, *, opset: int = 18) -> onnx.
     if opset not in SUPPORTED_OPSETS:
         raise ExportError(f"opset {opset} is not supported; use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} "
                           "(17+ keeps LayerNorm one op)")
-    dims = {name: Dim(name, min=lo, max=hi) for name, (lo, hi) in spec.dim_ranges.items()}
+    # torch.export wants min < max; a 1..1 camera range still exports as a dynamic axis (up to 2).
+    dims = {name: Dim(name, min=lo, max=max(hi, lo + 1)) for name, (lo, hi) in spec.dim_ranges.items()}
     args = trace_inputs(spec)
     arg_names = list(_forward_arg_names(spec.module))
     dynamic_shapes = {
