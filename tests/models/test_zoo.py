@@ -4,12 +4,12 @@ import torch
 from vitdeploy.errors import ModelNotFoundError
 from vitdeploy.models.zoo import ZOO, build_model, get_card
 
-TEST_MODELS = ["vit-test-cls", "vit-test-cait", "vit-test-detr", "vit-test-mask"]
+TEST_MODELS = ["vit-test-cls", "vit-test-cait", "vit-test-detr", "vit-test-mask", "vit-test-tab"]
 
 
 def test_zoo_has_every_size_and_head():
     for size in ("tiny", "small", "base", "large"):
-        for head in ("cls", "cait", "detr", "mask"):
+        for head in ("cls", "cait", "detr", "mask", "tab"):
             assert f"vit-{size}-{head}" in ZOO
 
 

@@ -7,14 +7,26 @@ from typing import Annotated
 
 import typer
 
-from vitdeploy.cli.console import console, handles_errors, parse_size
+from vitdeploy.cli.console import console, handles_errors, parse_list, parse_size
 from vitdeploy.cli.report import print_export_summary
+from vitdeploy.errors import VitDeployError
 
 EPILOG = (
     "Examples:\n\n"
     "  vitdeploy export vit-tiny-detr --out bundles/tiny-detr --image-size 448x800 --max-cameras 6\n\n"
-    "  vitdeploy export sam-vit-b --checkpoint sam_vit_b_01ec64.pth --out bundles/sam-b"
+    "  vitdeploy export sam-vit-b --checkpoint sam_vit_b_01ec64.pth --out bundles/sam-b\n\n"
+    "  vitdeploy export vit-tiny-tab --checkpoint tab-2tasks.pt --tasks 3 --task-classes 10,10,12 --out bundles/tab"
 )
+
+
+def _parse_counts(value: str | None, *, option: str) -> list[int] | None:
+    """'10,10,12' -> [10, 10, 12]."""
+    if value is None:
+        return None
+    items = parse_list(value)
+    if not items or not all(v.isdigit() for v in items):
+        raise VitDeployError(f"{option} {value!r} is not a comma-separated list of class counts, e.g. 10,10,12")
+    return [int(v) for v in items]
 
 
 @handles_errors
@@ -25,12 +37,15 @@ def export(
     image_size: Annotated[str | None, typer.Option(help="Input HxW in pixels, multiples of the patch size; default: the model's.")] = None,
     max_cameras: Annotated[int, typer.Option(help="Largest camera count (batch) the graph accepts.")] = 8,
     opset: Annotated[int, typer.Option(help="ONNX opset (17..21; 17+ keeps LayerNorm one op).")] = 18,
+    tasks: Annotated[int | None, typer.Option(help="*-tab models: number of tasks; a checkpoint with fewer is grown.")] = None,
+    task_classes: Annotated[str | None, typer.Option(help="*-tab models: classes per task, e.g. 10,10,12.")] = None,
 ) -> None:
     """Export MODEL to ONNX: one bundle folder with model.onnx and manifest.json, parity checked."""
     from vitdeploy.exporter.export import export_model
 
     with console.status("exporting") as status:
         result = export_model(model, out=out, checkpoint=checkpoint, image_size=parse_size(image_size),
-                              max_cameras=max_cameras, opset=opset,
+                              max_cameras=max_cameras, opset=opset, tasks=tasks,
+                              task_classes=_parse_counts(task_classes, option="--task-classes"),
                               progress=lambda msg: status.update(f"{msg} ..."))
     print_export_summary(result.bundle, seconds=result.seconds, files=result.files)

@@ -22,6 +22,12 @@ _MEANINGS = {
 }
 
 
+def _meaning(head: str, name: str) -> str:
+    if head == "tab" and name.startswith("logits_"):  # one output per task, named after it
+        return f"class logits of task {name.removeprefix('logits_')!r}"
+    return _MEANINGS.get((head, name), "")
+
+
 class OutputsAsTuple(nn.Module):
     """ONNX export wants positional outputs; the model returns a dict in ``output_names`` order."""
 
@@ -52,7 +58,7 @@ def perception_graph_spec(model: nn.Module, *, head: str, image_size: tuple[int,
     example = torch.zeros(2, 3, h, w)
     with torch.no_grad():
         outs = wrapper(example)
-    outputs = [TensorSpec(name, "float32", [CAMERA_AXIS, *list(o.shape[1:])], _MEANINGS.get((head, name), ""))
+    outputs = [TensorSpec(name, "float32", [CAMERA_AXIS, *list(o.shape[1:])], _meaning(head, name))
                for name, o in zip(model.output_names, outs, strict=True)]
 
     def make_inputs(dims: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -1,6 +1,6 @@
 """The model zoo: named configurations as small builder functions in a plain dict.
 
-``vit-{tiny,small,base,large}-{cls,cait,detr,mask}``, ``sam-vit-{b,l,h}``, tiny ``*-test-*``
+``vit-{tiny,small,base,large}-{cls,cait,detr,mask,tab}``, ``sam-vit-{b,l,h}``, tiny ``*-test-*``
 variants that the default tests export in seconds, and ``demo-detr``, the detector trained on
 vitdeploy's synthetic driving scenes and shipped with the package.
 """
@@ -21,10 +21,17 @@ from vitdeploy.models.heads.cait import CaitHead
 from vitdeploy.models.heads.cls import ClsHead
 from vitdeploy.models.heads.detr import DetrHead
 from vitdeploy.models.heads.mask import MaskHead
+from vitdeploy.models.heads.tab import TabHead, Task
 from vitdeploy.models.model import PerceptionModel
+from vitdeploy.models.tasks import task_class_names, tasks_config
 
 #: Classes of vitdeploy's synthetic driving scenes; the default class set of detection/mask models.
 DRIVING_CLASSES = ("car", "truck", "pedestrian", "cyclist", "traffic_cone", "traffic_light")
+
+#: The detector trained on the synthetic scenes (tools/train_demo.py) and shipped in the package.
+DEMO_DETR = "demo-detr"
+DEMO_IMAGE_SIZE = (192, 336)
+DEMO_QUERIES = 30
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,16 @@ def _mask_builder(size: str, image_size: tuple[int, int], num_classes: int, num_
     return build
 
 
+def _tab_builder(size: str, image_size: tuple[int, int], tasks: tuple[Task, ...]) -> Callable[..., nn.Module]:
+    # ``tasks`` is a keyword so that an export can ask for another task list (models/tasks.py).
+    def build(*, fused_attention: bool = True, tasks: tuple[Task, ...] = tasks) -> nn.Module:
+        enc = _vit(size, image_size, class_token=False, fused_attention=fused_attention)
+        head = TabHead(enc.embed_dim, num_heads=ENCODER_SIZES[size].num_heads, tasks=tasks,
+                       fused_attention=fused_attention)
+        return PerceptionModel(encoder=enc, head=head, head_type="tab")
+    return build
+
+
 def _imagenet_like(n: int) -> tuple[str, ...]:
     return tuple(f"class_{i}" for i in range(n))
 
@@ -146,11 +163,30 @@ def _register_vits(zoo: dict[str, ModelCard]) -> None:
             description=f"{what}, MaskFormer mask queries (stride 4)",
             class_names=DRIVING_CLASSES,
             head_config={"num_classes": len(DRIVING_CLASSES), "num_queries": queries // 2, "mask_stride": 4})
+        tasks = tuple(Task(name=f"task{i}", num_classes=n) for i, n in enumerate((4, 3, 5) if test else (10, 10, 10)))
+        zoo[f"vit-{size}-tab"] = ModelCard(
+            name=f"vit-{size}-tab", head="tab", image_size=cls_size, patch_size=16,
+            builder=_tab_builder(size, cls_size, tasks),
+            description=f"{what}, Task Attention Block ({len(tasks)} task tokens, one classifier each)",
+            class_names=task_class_names(tasks), head_config=tasks_config(tasks))
+
+
+def _register_demo(zoo: dict[str, ModelCard]) -> None:
+    zoo[DEMO_DETR] = ModelCard(
+        name=DEMO_DETR, head="detr", image_size=DEMO_IMAGE_SIZE, patch_size=16,
+        builder=_detr_builder("tiny", DEMO_IMAGE_SIZE, len(DRIVING_CLASSES), DEMO_QUERIES),
+        description="ViT-Tiny/16 DETR trained on vitdeploy's synthetic driving scenes (weights shipped)",
+        class_names=DRIVING_CLASSES,
+        head_config={"num_classes": len(DRIVING_CLASSES), "num_queries": DEMO_QUERIES, "box_format": "cxcywh_normalized"},
+        weights="demo-detr.safetensors")
 
 
 def _build_zoo() -> dict[str, ModelCard]:
     zoo: dict[str, ModelCard] = {}
     _register_vits(zoo)
+    _register_demo(zoo)
+    from vitdeploy.models.sam.build import register_sam  # here, not at the top: sam.build imports ModelCard
+    register_sam(zoo)
     return zoo
 
 
