@@ -251,7 +251,7 @@ def main() -> None:
     step = 0
     history = []
     best = {"map50": -1.0}
-    log = open(args.out / "train.log", "a")
+    log = open(args.out / "train.log", "a")  # noqa: SIM115 - open for the whole run
 
     def say(msg: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {msg}"
@@ -261,7 +261,6 @@ def main() -> None:
 
     say(f"training {DEMO_DETR} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params) at "
         f"{size[0]}x{size[1]}, batch {args.batch}, {args.minutes:.0f} min on {device} ({torch.get_num_threads()} threads)")
-    use_bf16 = device.type == "cpu"
     while True:
         elapsed = time.time() - start
         if elapsed > budget:

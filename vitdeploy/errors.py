@@ -45,5 +45,9 @@ class MissingDependencyError(VitDeployError):
         self.install = install
 
 
+class CalibrationError(VitDeployError):
+    """Quantization or mixed-precision conversion failed, or was asked for something it cannot do."""
+
+
 class RigConfigError(VitDeployError):
     """A malformed rig file."""

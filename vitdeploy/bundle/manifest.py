@@ -77,7 +77,9 @@ class Preprocessing:
 
     ``mean``/``std`` are in 0..1 pixel units, applied after dividing by 255. ``resize`` is
     ``"stretch"`` (plain resize to ``image_size``) or ``"letterbox"`` (keep aspect, pad with
-    ``pad_value``). ``fused`` means the graph itself takes uint8 frames of ``source_size``.
+    ``pad_value``). ``fused`` means the graph itself takes uint8 frames (N, H, W, 3) of
+    ``source_size`` in ``source_channel_order`` and does all of this on the accelerator;
+    ``fused_nodes`` names the graph nodes that do it (kept FP32 by calibration).
     """
 
     image_size: tuple[int, int]  # (H, W) of the model input, pixels
@@ -90,6 +92,8 @@ class Preprocessing:
     pad_value: int = 114
     fused: bool = False
     source_size: tuple[int, int] | None = None  # (H, W) of the raw frames when fused
+    source_channel_order: str = "RGB"  # channel order of the raw frames when fused (RGB or BGR)
+    fused_nodes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -175,14 +179,17 @@ class Engine:
     cuda_version: str
     gpu_name: str
     compute_capability: str
-    profile: dict[str, list[int]]  # "min"/"opt"/"max" camera counts -> [min, opt, max] is per input
+    profile: dict[str, list[int]]  # dynamic axis -> [min, opt, max], e.g. {"cameras": [1, 6, 6]}
     onnx_sha256: str
     plan_sha256: str
     build_seconds: float
     built_at: str
     status: Status = Status.GOOD
-    golden: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
+    golden: dict[str, Any] = field(default_factory=dict)  # agreement with ONNX Runtime on golden.npz
+    options: dict[str, Any] = field(default_factory=dict)  # builder settings (workspace, opt level ...)
+    onnx_file: str = ""  # the variant the plan was built from
+    version_compatible: bool = False  # built with TensorRT's version-compatible flag (lean runtime inside)
+    dla_core: int | None = None  # the DLA core the plan runs on (GPU fallback allowed); None: GPU only
 
 
 @dataclass

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from vitdeploy.cli import export_cmd, info_cmd, models_cmd
+from vitdeploy.cli import (
+    bench_cmd,
+    build_cmd,
+    calibrate_cmd,
+    data_cmd,
+    eval_cmd,
+    export_cmd,
+    info_cmd,
+    models_cmd,
+    run_cmd,
+)
 
 app = typer.Typer(
     name="vitdeploy",
     help="Ship Vision Transformer perception models to TensorRT: export, FP16/INT8, engines, multi-camera runtime.",
-    epilog="Example:  vitdeploy export vit-tiny-detr --out bundles/vit-tiny-detr",
+    epilog="Example:  vitdeploy demo   (export, FP16/INT8, a 6-camera rig and accuracy on this CPU)",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -24,8 +34,14 @@ def _root() -> None:
 
 
 app.command("models", epilog=models_cmd.EPILOG)(models_cmd.models)
+app.add_typer(data_cmd.data_app, name="data")
 app.command("export", epilog=export_cmd.EPILOG)(export_cmd.export)
 app.command("info", epilog=info_cmd.EPILOG)(info_cmd.info)
+app.command("calibrate", epilog=calibrate_cmd.EPILOG)(calibrate_cmd.calibrate)
+app.command("build", epilog=build_cmd.EPILOG)(build_cmd.build)
+app.command("run", epilog=run_cmd.EPILOG)(run_cmd.run)
+app.command("bench", epilog=bench_cmd.EPILOG)(bench_cmd.bench)
+app.command("eval", epilog=eval_cmd.EPILOG)(eval_cmd.evaluate)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from vitdeploy.errors import VitDeployError
 
@@ -28,7 +29,8 @@ def handles_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except VitDeployError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escape: messages quote things like pip install "vitdeploy[tensorrt]" that are not markup
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")

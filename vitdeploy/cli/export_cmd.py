@@ -15,6 +15,7 @@ EPILOG = (
     "Examples:\n\n"
     "  vitdeploy export vit-tiny-detr --out bundles/tiny-detr --image-size 448x800 --max-cameras 6\n\n"
     "  vitdeploy export sam-vit-b --checkpoint sam_vit_b_01ec64.pth --out bundles/sam-b\n\n"
+    "  vitdeploy export demo-detr --fuse-preprocess --source-size 1080x1920 --channel-order BGR --out bundles/fused\n\n"
     "  vitdeploy export vit-tiny-tab --checkpoint tab-2tasks.pt --tasks 3 --task-classes 10,10,12 --out bundles/tab"
 )
 
@@ -39,13 +40,19 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset (17..21; 17+ keeps LayerNorm one op).")] = 18,
     tasks: Annotated[int | None, typer.Option(help="*-tab models: number of tasks; a checkpoint with fewer is grown.")] = None,
     task_classes: Annotated[str | None, typer.Option(help="*-tab models: classes per task, e.g. 10,10,12.")] = None,
+    fuse_preprocess: Annotated[bool, typer.Option(help="Put resize + normalisation into the graph: it takes raw uint8 "
+                                                       "frames (cameras, H, W, 3) of --source-size.")] = False,
+    source_size: Annotated[str | None, typer.Option(help="With --fuse-preprocess: HxW of the camera frames.")] = None,
+    channel_order: Annotated[str, typer.Option(help="With --fuse-preprocess: channel order of the frames, RGB or BGR.")] = "RGB",
 ) -> None:
     """Export MODEL to ONNX: one bundle folder with model.onnx and manifest.json, parity checked."""
     from vitdeploy.exporter.export import export_model
 
     with console.status("exporting") as status:
         result = export_model(model, out=out, checkpoint=checkpoint, image_size=parse_size(image_size),
-                              max_cameras=max_cameras, opset=opset, tasks=tasks,
+                              max_cameras=max_cameras, opset=opset, tasks=tasks, fuse_preprocess=fuse_preprocess,
+                              source_size=parse_size(source_size, option="--source-size"),
+                              source_channel_order=channel_order,
                               task_classes=_parse_counts(task_classes, option="--task-classes"),
                               progress=lambda msg: status.update(f"{msg} ..."))
     print_export_summary(result.bundle, seconds=result.seconds, files=result.files)

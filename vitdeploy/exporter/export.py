@@ -8,6 +8,7 @@ failed export leaves the folder as it was.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ import vitdeploy
 from vitdeploy.bundle import Bundle, atomic_path, ensure_writable_dir, sha256_file
 from vitdeploy.bundle.manifest import Graph, Manifest, Precision, Preprocessing, Variant
 from vitdeploy.errors import ExportError, ParityError
+from vitdeploy.exporter.fused_preprocess import preprocessing_nodes
 from vitdeploy.exporter.graphs import GraphSpec
 from vitdeploy.exporter.lint import lint_model
 from vitdeploy.exporter.onnx_export import export_graph
@@ -40,7 +42,7 @@ class ExportResult:
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def default_preprocessing(card: ModelCard, model: torch.nn.Module, image_size: tuple[int, int]) -> Preprocessing:
@@ -64,6 +66,20 @@ def _validate(card: ModelCard, image_size: tuple[int, int], max_cameras: int) ->
         raise ExportError(f"--max-cameras {max_cameras} is out of range; use 1..{MAX_CAMERAS_LIMIT}")
 
 
+def _fused(card: ModelCard, spec: Preprocessing, *, source_size: tuple[int, int] | None,
+           channel_order: str) -> Preprocessing:
+    if card.head == "sam":
+        raise ExportError("--fuse-preprocess is for single-graph models; SAM's prompts need the CPU-side geometry")
+    if source_size is None:
+        raise ExportError("--fuse-preprocess needs --source-size HxW: the size of the frames the cameras deliver")
+    if min(source_size) < 1:
+        raise ExportError(f"--source-size {source_size[0]}x{source_size[1]} must be positive")
+    if channel_order.upper() not in ("RGB", "BGR"):
+        raise ExportError(f"--channel-order {channel_order!r} must be RGB or BGR")
+    return dataclasses.replace(spec, fused=True, source_size=tuple(source_size),
+                               source_channel_order=channel_order.upper())
+
+
 def graph_specs(card: ModelCard, model: torch.nn.Module, *, image_size: tuple[int, int], max_cameras: int,
                 preprocessing: Preprocessing) -> list[GraphSpec]:
     if card.head == "sam":
@@ -77,7 +93,8 @@ def graph_specs(card: ModelCard, model: torch.nn.Module, *, image_size: tuple[in
 def export_model(name: str, *, out: str | Path, checkpoint: str | Path | None = None,
                  image_size: tuple[int, int] | None = None, max_cameras: int = 8, opset: int = 18,
                  atol: float = FP32_ATOL, rtol: float = FP32_RTOL, tasks: int | None = None,
-                 task_classes: Sequence[int] | None = None,
+                 task_classes: Sequence[int] | None = None, fuse_preprocess: bool = False,
+                 source_size: tuple[int, int] | None = None, source_channel_order: str = "RGB",
                  progress: Callable[[str], None] | None = None) -> ExportResult:
     """Export zoo model ``name`` into the bundle folder ``out``.
 
@@ -108,6 +125,8 @@ def export_model(name: str, *, out: str | Path, checkpoint: str | Path | None = 
         load_shipped_weights(model, card.weights)
     parameters = sum(p.numel() for p in model.parameters())
     preprocessing = default_preprocessing(card, model, image_size)
+    if fuse_preprocess:
+        preprocessing = _fused(card, preprocessing, source_size=source_size, channel_order=source_channel_order)
 
     specs = graph_specs(card, model, image_size=image_size, max_cameras=max_cameras, preprocessing=preprocessing)
     graphs: list[Graph] = []
@@ -128,6 +147,8 @@ def export_model(name: str, *, out: str | Path, checkpoint: str | Path | None = 
                 )
             graphs.append(Graph(name=spec.name, inputs=spec.inputs, outputs=spec.outputs, parity=parity,
                                 lint=lint_model(onnx_model)))
+            if preprocessing.fused:
+                preprocessing.fused_nodes = preprocessing_nodes(onnx_model)
             staged.append((spec, tmp))
         # All graphs passed: the atomic_path contexts rename each file into place on exit.
         say("writing bundle")

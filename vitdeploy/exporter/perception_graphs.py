@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from vitdeploy.bundle.manifest import CAMERA_AXIS, Preprocessing, TensorSpec
+from vitdeploy.exporter.fused_preprocess import FusedPreprocess, WithFusedPreprocess
 from vitdeploy.exporter.graphs import GraphSpec, ParityCase
 from vitdeploy.runtime.preprocess import preprocess_frames
 
@@ -51,25 +52,42 @@ def sample_photo() -> np.ndarray:
 
 def perception_graph_spec(model: nn.Module, *, head: str, image_size: tuple[int, int], max_cameras: int,
                           preprocessing: Preprocessing) -> GraphSpec:
-    """``model`` gets its position embedding baked for ``image_size`` (the export-only step)."""
+    """``model`` gets its position embedding baked for ``image_size`` (the export-only step).
+
+    With ``preprocessing.fused`` the graph takes raw uint8 frames (cameras, Hs, Ws, 3) instead of
+    normalised images, and does the preprocessing itself (``fused_preprocess``).
+    """
     model.encoder.set_grid(model.encoder.grid_for(*image_size))
-    wrapper = OutputsAsTuple(model).eval()
+    wrapper: nn.Module = OutputsAsTuple(model).eval()
     h, w = image_size
-    example = torch.zeros(2, 3, h, w)
     with torch.no_grad():
-        outs = wrapper(example)
+        outs = wrapper(torch.zeros(2, 3, h, w))
     outputs = [TensorSpec(name, "float32", [CAMERA_AXIS, *list(o.shape[1:])], _meaning(head, name))
                for name, o in zip(model.output_names, outs, strict=True)]
-
-    def make_inputs(dims: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
-        n = dims.get(CAMERA_AXIS, 2)
-        return {"images": rng.standard_normal((n, 3, h, w)).astype(np.float32)}
-
     photo = sample_photo()
-    batch, _ = preprocess_frames([photo, photo[:, ::-1].copy()], preprocessing)
+    photos = [photo, photo[:, ::-1].copy()]
+
+    if preprocessing.fused:
+        sh, sw = preprocessing.source_size
+        wrapper = WithFusedPreprocess(FusedPreprocess(preprocessing), wrapper).eval()
+        order = preprocessing.source_channel_order.upper()
+        inputs = [TensorSpec("frames", "uint8", [CAMERA_AXIS, sh, sw, 3],
+                             f"raw camera frames, {order}, NHWC; preprocessing runs in the graph")]
+
+        def make_inputs(dims: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+            return {"frames": rng.integers(0, 256, (dims.get(CAMERA_AXIS, 2), sh, sw, 3), dtype=np.uint8)}
+
+        raw = np.stack([cv2.resize(p, (sw, sh), interpolation=cv2.INTER_AREA) for p in photos])
+        photo_case = {"frames": raw[..., ::-1].copy() if order == "BGR" else raw}
+    else:
+        inputs = [TensorSpec("images", "float32", [CAMERA_AXIS, 3, h, w], "normalised camera images, RGB, NCHW")]
+
+        def make_inputs(dims: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+            return {"images": rng.standard_normal((dims.get(CAMERA_AXIS, 2), 3, h, w)).astype(np.float32)}
+
+        photo_case = {"images": preprocess_frames(photos, preprocessing)[0]}
     return GraphSpec(
-        name="model", file="model.onnx", module=wrapper,
-        inputs=[TensorSpec("images", "float32", [CAMERA_AXIS, 3, h, w], "normalised camera images, RGB, NCHW")],
-        outputs=outputs, trace_dims={CAMERA_AXIS: 2}, dim_ranges={CAMERA_AXIS: (1, max_cameras)},
-        make_inputs=make_inputs, parity_cases=[ParityCase("photo@cameras=2", {"images": batch})],
+        name="model", file="model.onnx", module=wrapper, inputs=inputs, outputs=outputs,
+        trace_dims={CAMERA_AXIS: 2}, dim_ranges={CAMERA_AXIS: (1, max_cameras)},
+        make_inputs=make_inputs, parity_cases=[ParityCase("photo@cameras=2", photo_case)],
     )

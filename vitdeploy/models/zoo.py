@@ -211,3 +211,19 @@ def build_model(name: str, *, fused_attention: bool = True) -> nn.Module:
 
         load_shipped_weights(model, card.weights)
     return model.eval()
+
+
+def build_exported(name: str, *, checkpoint: str | None, image_size: tuple[int, int]) -> nn.Module:
+    """The PyTorch model behind an exported bundle: zoo model ``name`` with the weights the export
+    used (``checkpoint`` as the manifest records it: a path, ``shipped:<file>``, or None for random
+    weights) and its position embedding set for ``image_size``."""
+    from vitdeploy.models.checkpoint import load_checkpoint, load_shipped_weights
+
+    model = get_card(name).build()
+    if checkpoint is not None and checkpoint.startswith("shipped:"):
+        load_shipped_weights(model, checkpoint.split(":", 1)[1])
+    elif checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    model.encoder.set_grid(model.encoder.grid_for(*image_size))
+    return model.eval()
+

@@ -37,26 +37,57 @@ class Letterbox:
         return out
 
 
-def resize_frame(frame: np.ndarray, spec: Preprocessing) -> tuple[np.ndarray, Letterbox]:
-    """frame (H, W, 3) uint8 RGB -> (h, w, 3) uint8 RGB at the model input size."""
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise DataError(f"a camera frame must be HxWx3 uint8, got shape {frame.shape} dtype {frame.dtype}")
+@dataclass(frozen=True)
+class Geometry:
+    """Where a frame of ``frame_size`` lands in the model input: resized to ``resized`` (h, w),
+    then placed at (``left``, ``top``) on a canvas of the model size, pixels."""
+
+    frame_size: tuple[int, int]
+    resized: tuple[int, int]
+    left: int
+    top: int
+
+    @property
+    def letterbox(self) -> Letterbox:
+        (fh, fw), (nh, nw) = self.frame_size, self.resized
+        return Letterbox(nw / fw, nh / fh, float(self.left), float(self.top), (fh, fw))
+
+
+def geometry(frame_size: tuple[int, int], spec: Preprocessing) -> Geometry:
+    """The resize policy of ``spec`` for one frame size. The CPU path below and the fused graph
+    (``exporter.fused_preprocess``) both take their geometry from here."""
     th, tw = spec.image_size
-    fh, fw = frame.shape[:2]
-    interp = _INTERP.get(spec.interpolation, cv2.INTER_LINEAR)
+    fh, fw = frame_size
     if spec.resize == "stretch":
-        out = frame if (fh, fw) == (th, tw) else cv2.resize(frame, (tw, th), interpolation=interp)
-        return out, Letterbox(tw / fw, th / fh, 0.0, 0.0, (fh, fw))
+        return Geometry((fh, fw), (th, tw), 0, 0)
     if spec.resize not in ("letterbox", "longest_side"):
         raise DataError(f"unknown resize policy {spec.resize!r}; expected stretch, letterbox or longest_side")
     scale = min(th / fh, tw / fw)
     nh, nw = round(fh * scale), round(fw * scale)
-    resized = cv2.resize(frame, (nw, nh), interpolation=interp)
-    canvas = np.full((th, tw, 3), spec.pad_value, np.uint8)
     # letterbox centres the image; longest_side (Segment Anything) pads at the bottom/right
-    py, px = ((th - nh) // 2, (tw - nw) // 2) if spec.resize == "letterbox" else (0, 0)
-    canvas[py:py + nh, px:px + nw] = resized
-    return canvas, Letterbox(nw / fw, nh / fh, float(px), float(py), (fh, fw))
+    top, left = ((th - nh) // 2, (tw - nw) // 2) if spec.resize == "letterbox" else (0, 0)
+    return Geometry((fh, fw), (nh, nw), left, top)
+
+
+def _check_frame(frame: np.ndarray) -> None:
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        shape = getattr(frame, "shape", None)
+        raise DataError(f"a camera frame must be HxWx3 uint8, got shape {shape} dtype {getattr(frame, 'dtype', None)}")
+
+
+def resize_frame(frame: np.ndarray, spec: Preprocessing) -> tuple[np.ndarray, Letterbox]:
+    """frame (H, W, 3) uint8 RGB -> (h, w, 3) uint8 RGB at the model input size."""
+    _check_frame(frame)
+    th, tw = spec.image_size
+    g = geometry(frame.shape[:2], spec)
+    interp = _INTERP.get(spec.interpolation, cv2.INTER_LINEAR)
+    nh, nw = g.resized
+    resized = frame if (nh, nw) == frame.shape[:2] else cv2.resize(frame, (nw, nh), interpolation=interp)
+    if (nh, nw) == (th, tw):
+        return resized, g.letterbox
+    canvas = np.full((th, tw, 3), spec.pad_value, np.uint8)
+    canvas[g.top:g.top + nh, g.left:g.left + nw] = resized
+    return canvas, g.letterbox
 
 
 def normalize(images: np.ndarray, spec: Preprocessing) -> np.ndarray:
@@ -71,8 +102,43 @@ def normalize(images: np.ndarray, spec: Preprocessing) -> np.ndarray:
 
 
 def preprocess_frames(frames: list[np.ndarray], spec: Preprocessing) -> tuple[np.ndarray, list[Letterbox]]:
-    """One batch along the camera axis: frames (each HxWx3 uint8) -> (N, 3, h, w) float32."""
+    """One batch along the camera axis: frames (each HxWx3 uint8 RGB) -> (N, 3, h, w) float32."""
     if not frames:
         raise DataError("no frames to preprocess")
     resized, boxes = zip(*(resize_frame(f, spec) for f in frames), strict=True)
     return normalize(np.stack(resized), spec), list(boxes)
+
+
+def raw_frames(frames: list[np.ndarray], spec: Preprocessing, *,
+               allow_resize: bool = False) -> tuple[np.ndarray, list[Letterbox]]:
+    """For a graph with fused preprocessing: frames (each HxWx3 uint8 RGB) -> the raw batch
+    (N, Hs, Ws, 3) uint8 in the graph's source channel order; no resize or arithmetic on the CPU.
+
+    A frame whose size differs from the declared source size is an error, unless
+    ``allow_resize`` (then it is resized on the CPU, which is what fusing was meant to avoid).
+    """
+    if not frames:
+        raise DataError("no frames to preprocess")
+    sh, sw = spec.source_size
+    batch = np.empty((len(frames), sh, sw, 3), np.uint8)
+    boxes = []
+    for i, frame in enumerate(frames):
+        _check_frame(frame)
+        fh, fw = frame.shape[:2]
+        if (fh, fw) != (sh, sw):
+            if not allow_resize:
+                raise DataError(f"frame {i} is {fh}x{fw}, but the bundle's graph takes raw {sh}x{sw} frames "
+                                f"(--source-size at export); re-export for this camera or allow a CPU resize")
+            frame = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA)
+        batch[i] = frame[..., ::-1] if spec.source_channel_order.upper() == "BGR" else frame
+        lb = geometry((sh, sw), spec).letterbox
+        boxes.append(Letterbox(lb.scale_x * sw / fw, lb.scale_y * sh / fh, lb.pad_x, lb.pad_y, (fh, fw)))
+    return batch, boxes
+
+
+def prepare_batch(frames: list[np.ndarray], spec: Preprocessing, *,
+                  allow_resize: bool = False) -> tuple[np.ndarray, list[Letterbox]]:
+    """What the graph's input needs: normalised images, or raw frames when preprocessing is fused."""
+    if spec.fused:
+        return raw_frames(frames, spec, allow_resize=allow_resize)
+    return preprocess_frames(frames, spec)

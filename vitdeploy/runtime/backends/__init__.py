@@ -1,0 +1,50 @@
+"""Inference backends behind one contract (``base.Backend``), opened by name.
+
+Each backend lives in its own module, is imported only when asked for (so ``import vitdeploy``
+works without TensorRT or a GPU), and never imports another backend. Every backend module has a
+``from_bundle(bundle, *, precision, device, ...) -> Backend`` function; ``open_backend`` calls it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from vitdeploy.bundle import Bundle, Precision
+from vitdeploy.errors import BackendError, MissingDependencyError
+from vitdeploy.runtime.backends.base import Backend, Timing
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["BACKEND_KINDS", "Backend", "Timing", "open_backend"]
+
+BACKEND_KINDS = ("onnxruntime", "torch", "tensorrt")
+
+#: The device each backend runs on when none is named.
+DEFAULT_DEVICES = {"onnxruntime": "cpu", "torch": "cpu", "tensorrt": "cuda"}
+
+
+def open_backend(kind: str, bundle: Bundle, *, precision: Precision | str = Precision.FP32,
+                 device: str | None = None, model: nn.Module | None = None) -> Backend:
+    """A backend of ``kind`` (onnxruntime | torch | tensorrt) for ``bundle`` at ``precision``.
+
+    ``device``: for onnxruntime the execution provider (cpu | cuda | tensorrt), for torch the torch
+    device (cpu | cuda), for tensorrt the GPU (cuda or cuda:N); None is ``DEFAULT_DEVICES[kind]``.
+    ``model`` is the built PyTorch model, needed only by the torch backend.
+    """
+    if kind not in BACKEND_KINDS:
+        raise BackendError(f"unknown backend {kind!r}; choose one of: {', '.join(BACKEND_KINDS)}")
+    device = device or DEFAULT_DEVICES[kind]
+    module_name = f"vitdeploy.runtime.backends.{kind}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # the backend's own dependency is missing: let its error speak
+        raise MissingDependencyError(f"the {kind} backend (vitdeploy.runtime.backends.{kind})",
+                                     install='pip install "vitdeploy[tensorrt]" and a vitdeploy with the '
+                                             f'{kind} backend') from None
+    if kind == "torch":
+        return module.from_bundle(bundle, model=model, precision=precision, device=device)
+    return module.from_bundle(bundle, precision=precision, device=device)

@@ -1,0 +1,155 @@
+"""`vitdeploy calibrate` as a user meets it: bad input is one line, exit 1, and the bundle untouched."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vitdeploy.bundle import Bundle
+from vitdeploy.cli.app import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, ["calibrate", *[str(a) for a in args]])
+
+
+def snapshot(bundle) -> tuple[bytes, list[str]]:
+    return (bundle / "manifest.json").read_bytes(), sorted(p.name for p in bundle.iterdir())
+
+
+def write_frames(folder, n, *, corrupt: int = 0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    for i in range(corrupt):
+        (folder / f"broken{i}.jpg").write_bytes(b"\xff\xd8 truncated")
+
+
+def make_data(kind: str, tmp):
+    if kind == "empty":
+        (tmp / "empty").mkdir()
+        return tmp / "empty"
+    if kind == "unreadable":
+        write_frames(tmp / "frames", 23, corrupt=1)
+        return tmp / "frames"
+    if kind == "video":
+        (tmp / "clip.mp4").write_bytes(b"this is not a video" * 50)
+        return tmp / "clip.mp4"
+    if kind == "few":
+        write_frames(tmp / "few", 6)
+        return tmp / "few"
+    if kind == "npz-names":
+        np.savez(tmp / "x.npz", pixels=np.zeros((30, 3, 64, 96), np.float32))
+        return tmp / "x.npz"
+    if kind == "npz-shape":
+        np.savez(tmp / "x.npz", images=np.zeros((30, 3, 96, 64), np.float32))
+        return tmp / "x.npz"
+    return tmp / "missing"
+
+
+@pytest.mark.parametrize(("kind", "extra", "message"), [
+    ("empty", [], "holds no .jpg/.jpeg/.png images"),
+    ("unreadable", [], "cannot read image"),
+    ("video", [], "cannot open video"),
+    ("few", [], "has 6 frames; calibration needs at least 20"),
+    ("npz-names", [], "holds arrays ['pixels'] but the graph's inputs are ['images']"),
+    ("npz-shape", [], "has shape (30, 3, 96, 64), the graph takes Nx3x64x96"),
+    ("missing", [], "does not exist"),
+    ("synthetic", ["--samples", "8"], "--samples 8 is too few"),
+    ("synthetic", ["--exclude", "encoder.blocks.7.mlp"], "matches no layer of this graph"),
+    ("synthetic", ["--min-agreement", "1.5"], "outside 0..1"),
+    ("synthetic", ["--auto-fallback"], "--auto-fallback needs --min-agreement"),
+])
+def test_bad_input_is_one_line_exit_1_and_leaves_the_bundle_unchanged(detr_bundle, tmp_path, kind, extra, message):
+    data = "synthetic" if kind == "synthetic" else make_data(kind, tmp_path)
+    before = snapshot(detr_bundle)
+    r = invoke(detr_bundle, "--precision", "int8", "--data", data, *extra)
+    assert r.exit_code == 1, r.output
+    assert message in " ".join(r.output.split()), r.output
+    assert "Traceback" not in r.output and r.output.lstrip().startswith("error:")
+    assert snapshot(detr_bundle) == before
+
+
+def test_sensitivity_is_for_int8_and_sam_is_refused_clearly(detr_bundle):
+    before = snapshot(detr_bundle)
+    r = invoke(detr_bundle, "--precision", "fp16", "--sensitivity")
+    assert r.exit_code == 1 and "apply to --precision int8" in r.output
+    manifest = json.loads((detr_bundle / "manifest.json").read_text())
+    manifest["head"] = "sam"
+    graph = manifest["graphs"][0]
+    manifest["graphs"] = [{**graph, "name": "image_encoder"}, {**graph, "name": "prompt_decoder"}]
+    (detr_bundle / "manifest.json").write_text(json.dumps(manifest))
+    before = snapshot(detr_bundle)
+    r = invoke(detr_bundle, "--precision", "int8")
+    assert r.exit_code == 1 and "SAM" in r.output and "not supported yet" in r.output
+    assert snapshot(detr_bundle) == before
+
+
+def test_int8_below_min_agreement_is_written_but_rejected(trained_detr, tmp_path, monkeypatch):
+    from conftest import coarsen_activations, copy_bundle
+
+    from vitdeploy.calibration import calibrate as calibrate_module
+
+    real = calibrate_module.quantize_int8
+
+    def badly_quantized(src, out, **kwargs):  # every activation range 1000x too wide
+        placement = real(src, out, **kwargs)
+        coarsen_activations(out, set(placement.quantized))
+        return placement
+
+    monkeypatch.setattr(calibrate_module, "quantize_int8", badly_quantized)
+    bundle = copy_bundle(trained_detr, tmp_path / "bundle")
+    r = invoke(bundle, "--precision", "int8", "--samples", "16", "--heldout", "16", "--high-precision", "fp32",
+               "--min-agreement", "0.9", "--sensitivity")
+    assert r.exit_code == 1, r.output
+    text = " ".join(r.output.split())
+    assert "int8 vs FP32 on 16 held-out frames" in text and "cosine" in text
+    assert "is below --min-agreement 0.9" in text and "marked rejected" in text
+    assert "sensitivity: each layer group quantized alone" in text and "suggested: --exclude" in text
+    assert "warning: 16 calibration samples are few" in text
+    assert "Traceback" not in r.output
+    manifest = Bundle.open(bundle).manifest
+    variant = manifest.graph().variant("int8")
+    assert variant.status.value == "rejected" and (bundle / "model.int8.onnx").is_file()
+    assert variant.details["agreement"]["value"] < 0.9
+    report = json.loads((bundle / "calibration_report.int8.json").read_text())
+    assert report["passed"] is False and report["min_agreement"] == 0.9 and report["extra"]["sensitivity"]
+    assert manifest.calibration["int8"]["status"] == "rejected"
+
+
+def test_unmeasurable_agreement_does_not_pass_a_threshold():
+    from vitdeploy.calibration.report import AccuracyReport, TaskAgreement
+
+    task = TaskAgreement("detection_map", "mAP", None, reason="FP32 detects nothing")
+    assert AccuracyReport("int8", "model", 8, "", {}, task, min_agreement=0.5).passed is False
+    assert AccuracyReport("int8", "model", 8, "", {}, task, min_agreement=None).passed is True
+
+
+def test_int8_and_fp16_options_reach_the_manifest(detr_bundle):
+    r = invoke(detr_bundle, "--precision", "int8", "--samples", "16", "--heldout", "8", "--method", "max",
+               "--high-precision", "fp32", "--attention-tokens", "16",
+               "--exclude", "encoder.blocks.1.mlp,head.box_embed", "--exclude", "encoder.patch_embed")
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "--exclude encoder.blocks.1.mlp: encoder.blocks.1.mlp.fc1, encoder.blocks.1.mlp.fc2" in text
+    r = invoke(detr_bundle, "--precision", "fp16", "--samples", "16", "--heldout", "8")
+    assert r.exit_code == 0, r.output
+    assert "FP16: kept in FP32:" in r.output and "LayerNormalization 12" in r.output
+    graph = Bundle.open(detr_bundle).manifest.graph()
+    int8, fp16 = graph.variant("int8"), graph.variant("fp16")
+    assert int8.details["recipe"] == {"method": "max", "high_precision": "fp32", "attention_tokens": 16,
+                                      "exclude": ["encoder.blocks.1.mlp", "head.box_embed", "encoder.patch_embed"]}
+    kept = int8.details["placement"]["kept_layers"]
+    assert kept["encoder.patch_embed.proj"] == "--exclude encoder.patch_embed"
+    assert kept["head.box_embed.layers.0"] == "--exclude head.box_embed"
+    assert fp16.status.value == int8.status.value == "good"
+    assert sorted(p.name for p in detr_bundle.iterdir()) == [
+        "calibration.fp16.log", "calibration.int8.log", "calibration_report.fp16.json", "calibration_report.int8.json",
+        "manifest.json", "model.fp16.onnx", "model.int8.onnx", "model.onnx"]

@@ -1,0 +1,79 @@
+"""`vitdeploy eval` as a user runs it: a 6-frame synthetic set through ONNX and the PyTorch reference."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vitdeploy.cli.app import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained_like(exported, tmp_path_factory):
+    """vit-test-detr exported from a saved checkpoint, so the PyTorch reference can be rebuilt."""
+    from vitdeploy.models.zoo import build_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "vit-test-detr.pt"
+    torch.save(build_model("vit-test-detr").state_dict(), path)
+    return exported("vit-test-detr", checkpoint=path).path
+
+
+def test_help_shows_examples():
+    r = invoke("eval", "--help")
+    assert r.exit_code == 0 and "Example" in r.output and "synthetic" in r.output
+
+
+def test_eval_on_six_synthetic_frames_beside_fp32_onnx_and_pytorch(trained_like, tmp_path):
+    out = tmp_path / "eval.json"
+    r = invoke("eval", trained_like, "--data", "synthetic:frames=6", "--json", out, "--markdown", tmp_path / "e.md")
+    assert r.exit_code == 0, r.output
+    assert "mAP50" in r.output and "torch fp32 (ref)" in r.output and "onnxruntime fp32" in r.output
+    raw = json.loads(out.read_text())
+    assert raw["schema"] == "vitdeploy.eval/1" and raw["dataset"]["images"] == 6
+    rows = {(x["backend"], x["precision"]): x for x in raw["results"]}
+    torch_ref, onnx = rows[("torch", "fp32")], rows[("onnxruntime", "fp32")]
+    assert torch_ref["role"] == "PyTorch reference" and onnx["role"] == "FP32 ONNX"
+    for x in (torch_ref, onnx):
+        assert x["status"] == "ok" and x["scores"]["images"] == 6
+        assert 0.0 <= x["scores"]["map"] <= x["scores"]["map50"] <= 1.0
+    # the export passed parity, so the same weights score the same on the same frames
+    assert onnx["scores"]["map50"] == pytest.approx(torch_ref["scores"]["map50"], abs=0.01)
+    assert "| onnxruntime | fp32 | FP32 ONNX |" in (tmp_path / "e.md").read_text()
+
+
+def test_random_weights_have_no_pytorch_reference(exported):
+    r = invoke("eval", exported("vit-test-detr").path, "--data", "synthetic:frames=2", "--precision", "fp32,int8")
+    assert r.exit_code == 0, r.output
+    assert "skipped torch fp32" in r.output and "random weights" in r.output
+    assert "skipped onnxruntime int8" in r.output and "no int8 ONNX" in r.output
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (lambda tmp: tmp / "missing", "does not exist"),
+    (lambda tmp: write(tmp / "x.json", '{"hello": 1}'), "not a COCO detection file"),
+    (lambda tmp: write(tmp / "y.json", json.dumps({"images": [], "annotations": [],
+                                                   "categories": [{"id": 1, "name": "zebra"}]})), "no images"),
+    (lambda tmp: write(tmp / "z.json", json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}], "annotations": [],
+        "categories": [{"id": 1, "name": "zebra"}]})), "['zebra'] are not the model's"),
+])
+def test_bad_data_is_one_line_and_exit_1(exported, tmp_path, data, message):
+    r = invoke("eval", exported("vit-test-detr").path, "--data", data(tmp_path))
+    assert r.exit_code == 1, r.output
+    assert message in r.output and "Traceback" not in r.output
+    assert len([line for line in r.output.splitlines() if line.startswith("error:")]) == 1

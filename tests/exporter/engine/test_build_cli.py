@@ -1,0 +1,180 @@
+"""`vitdeploy build` where there is no TensorRT or GPU: a clear message, exit 1, an untouched bundle;
+and --print-trtexec, which needs neither."""
+
+import ast
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import vitdeploy
+from vitdeploy.cli.app import app
+from vitdeploy.errors import MissingDependencyError
+from vitdeploy.exporter.engine.build import BuildOptions, build_engines
+
+runner = CliRunner()
+INSTALL = 'pip install "vitdeploy[tensorrt]"'
+
+
+@pytest.fixture
+def no_tensorrt(monkeypatch):
+    """Make `import tensorrt` / `import pycuda` fail even where they are installed."""
+    for name in ("tensorrt", "pycuda", "pycuda.driver"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+@pytest.fixture
+def bundle(exported, tmp_path):
+    src = exported("vit-test-detr", max_cameras=4)
+    dst = tmp_path / "bundle"
+    shutil.copytree(src.path, dst)
+    return dst
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file (hidden ones too) -> sha256: what 'unchanged' means."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("extra", [[], ["--fp16"], ["--int8", "--calib-data", "frames"],
+                                   ["--max-cameras", "2", "--timing-cache", "{tmp}/t.cache"]])
+def test_build_without_tensorrt_says_how_to_install_and_changes_nothing(no_tensorrt, bundle, tmp_path, extra):
+    before = snapshot(bundle)
+    r = invoke("build", bundle, *[a.replace("{tmp}", str(tmp_path)) for a in extra])
+    assert r.exit_code == 1, r.output
+    assert INSTALL in r.output and "TensorRT" in r.output
+    assert "Traceback" not in r.output
+    assert snapshot(bundle) == before
+    assert not (tmp_path / "t.cache").exists()
+
+
+def test_the_library_raises_missing_dependency(no_tensorrt, bundle):
+    with pytest.raises(MissingDependencyError, match=r"vitdeploy\[tensorrt\]"):
+        build_engines(bundle, BuildOptions())
+
+
+@pytest.mark.parametrize(("generation", "typed"), [("10", True), ("11", False)])
+def test_print_trtexec_works_without_tensorrt(no_tensorrt, bundle, generation, typed):
+    before = snapshot(bundle)
+    r = invoke("build", bundle, "--print-trtexec", "--trt-version", generation, "--max-cameras", "2")
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("trtexec \\")
+    assert f"--onnx={bundle / 'model.onnx'}" in r.output
+    assert "--maxShapes=images:2x3x64x96" in r.output
+    assert ("--stronglyTyped" in r.output) is typed
+    assert snapshot(bundle) == before
+
+
+def test_print_trtexec_needs_a_generation_when_none_is_installed(no_tensorrt, bundle):
+    r = invoke("build", bundle, "--print-trtexec")
+    assert r.exit_code == 1
+    assert "--trt-version 10 or 11" in r.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--fp16", "--int8"], "choose one precision"),
+    (["--max-cameras", "9"], "--max-cameras 9 is outside 1..4"),
+    (["--builder-opt-level", "7"], "0..5"),
+    (["--dim", "points=1:2"], "NAME=MIN:OPT:MAX"),
+    (["--dim", "points=1:2:3"], "no such dynamic axis"),
+    (["--trt-version", "10"], "only goes with --print-trtexec"),
+    (["--fp16", "--print-trtexec", "--trt-version", "10"], "no fp16 ONNX"),
+])
+def test_bad_options_are_one_line_errors_before_anything_else(no_tensorrt, bundle, args, message):
+    before = snapshot(bundle)
+    r = invoke("build", bundle, *args)
+    assert r.exit_code == 1
+    assert message in r.output, r.output
+    assert "Traceback" not in r.output
+    assert snapshot(bundle) == before
+
+
+def test_build_of_a_missing_bundle(tmp_path):
+    r = invoke("build", tmp_path / "nothing")
+    assert r.exit_code == 1 and "does not exist" in r.output
+
+
+# ---- optional dependencies stay optional --------------------------------------------------------
+def test_no_module_imports_tensorrt_or_pycuda_at_import_time():
+    offenders = []
+    for path in Path(vitdeploy.__file__).parent.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:  # module level only
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("tensorrt", "pycuda")]
+    assert not offenders
+
+
+def test_importing_the_engine_modules_and_the_cli_pulls_in_no_tensorrt():
+    # the engine builder works on ONNX files: it must not pull in the models either
+    code = ("import sys, vitdeploy, vitdeploy.exporter.engine.build, vitdeploy.exporter.engine.builder, "
+            "vitdeploy.runtime.backends.tensorrt\n"
+            "bad = [m for m in ('tensorrt', 'pycuda', 'vitdeploy.models') if m in sys.modules]\n"
+            "import vitdeploy.cli.app\n"
+            "bad += [m for m in ('tensorrt', 'pycuda') if m in sys.modules]\n"
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+# ---- calibrating first when the precision's ONNX is missing --------------------------------------
+def _ensure(bundle_path, **options):
+    from vitdeploy.bundle import Bundle
+    from vitdeploy.exporter.engine.build import _ensure_variants
+
+    b = Bundle.open(bundle_path)
+    return _ensure_variants(b, BuildOptions(**options), list(b.manifest.graphs), lambda _msg: None)
+
+
+def test_missing_precision_without_data_names_both_ways(bundle):
+    from vitdeploy.bundle import Precision
+    from vitdeploy.exporter.engine.errors import BuildError
+
+    with pytest.raises(BuildError, match=r"no int8 ONNX.*vitdeploy calibrate .* --precision int8.*--calib-data"):
+        _ensure(bundle, precision=Precision.INT8)
+
+
+def test_calibrates_first_through_the_calibration_package(bundle, tmp_path, monkeypatch):
+    import vitdeploy.calibration
+    from vitdeploy.bundle import Bundle, Precision, Variant, sha256_file
+
+    calls = []
+
+    def calibrate_bundle(bundle_path, *, precision, data):
+        calls.append((Path(bundle_path), precision, data))
+        b = Bundle.open(bundle_path)
+        shutil.copy(b.onnx_path(), b.file("model.fp16.onnx"))
+        b.manifest.graph().set_variant(Variant(Precision.FP16, "model.fp16.onnx", sha256_file(b.file("model.fp16.onnx"))))
+        b.save()
+
+    monkeypatch.setattr(vitdeploy.calibration, "calibrate_bundle", calibrate_bundle, raising=False)
+    b = _ensure(bundle, precision=Precision.FP16, calib_data=tmp_path / "frames")
+    assert calls == [(bundle, Precision.FP16, tmp_path / "frames")]
+    assert b.manifest.graph().variant("fp16").file == "model.fp16.onnx"
+    assert _ensure(bundle, precision=Precision.FP16, calib_data=tmp_path / "frames") is not None
+    assert len(calls) == 1  # present now: not calibrated again
+
+
+def test_calibration_that_makes_nothing_or_is_absent_is_an_error(bundle, tmp_path, monkeypatch):
+    import vitdeploy.calibration
+    from vitdeploy.bundle import Precision
+    from vitdeploy.exporter.engine.errors import BuildError
+
+    monkeypatch.setattr(vitdeploy.calibration, "calibrate_bundle", lambda *a, **k: None, raising=False)
+    with pytest.raises(BuildError, match="still has no int8 ONNX"):
+        _ensure(bundle, precision=Precision.INT8, calib_data=tmp_path)
+    monkeypatch.delattr(vitdeploy.calibration, "calibrate_bundle", raising=False)
+    with pytest.raises(BuildError, match="cannot calibrate"):
+        _ensure(bundle, precision=Precision.INT8, calib_data=tmp_path)

@@ -1,0 +1,86 @@
+"""`vitdeploy build` on a GPU with TensorRT: vit-test-detr at each precision, checked and recorded.
+
+Skipped (with the reason) where TensorRT, pycuda or a GPU is missing; deselected by default
+(``-m tensorrt`` runs them).
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vitdeploy.bundle import Bundle, Precision, Status, sha256_file
+from vitdeploy.cli.app import app
+from vitdeploy.errors import MissingDependencyError
+from vitdeploy.exporter.engine.build import BuildOptions, build_engines, trtexec_commands
+from vitdeploy.exporter.engine.golden import GOLDEN_FILE, TOLERANCES, compare_output, load_golden
+from vitdeploy.exporter.engine.trtexec import BuilderSettings
+from vitdeploy.runtime.trt_compat import import_cuda, import_tensorrt, tensorrt_major
+
+pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]
+MAX_CAMERAS = 3
+
+
+@pytest.fixture(scope="module")
+def trt():
+    try:
+        trt = import_tensorrt()
+        import_cuda()
+    except MissingDependencyError as exc:
+        pytest.skip(f"needs TensorRT and a CUDA GPU: {exc}")
+    return trt
+
+
+@pytest.fixture
+def bundle(trt, exported, tmp_path):
+    src = exported("vit-test-detr", max_cameras=MAX_CAMERAS)
+    shutil.copytree(src.path, tmp_path / "b")
+    return tmp_path / "b"
+
+
+@pytest.mark.parametrize("precision", list(Precision))
+def test_build_each_precision_checks_golden_and_records_provenance(trt, bundle, tmp_path, precision):
+    cache = tmp_path / "timing.cache"
+    # FP16/INT8: calibrated first, on the calibration package's synthetic driving frames
+    options = BuildOptions(precision=precision, calib_data=Path("synthetic"),
+                           settings=BuilderSettings(timing_cache=cache))
+    [result] = build_engines(bundle, options)
+    e = result.engine
+    assert result.passed, result.golden.summary()
+    assert e.status is Status.GOOD and e.golden["passed"]
+    assert set(e.golden["cases"]) == {"cameras=1", f"cameras={MAX_CAMERAS}"}
+    assert e.file.startswith(f"model.{precision.value}.") and e.file.endswith(f"-sm{e.compute_capability.replace('.', '')}.plan")
+    assert e.tensorrt_version == trt.__version__ and e.cuda_version and e.gpu_name
+    assert e.profile == {"cameras": [1, MAX_CAMERAS, MAX_CAMERAS]}
+    assert e.plan_sha256 == sha256_file(result.plan_path)
+    b = Bundle.open(bundle)
+    assert e.onnx_sha256 == b.manifest.graph().variant(precision).sha256
+    assert [x.file for x in b.manifest.engines] == [e.file]  # recorded in the manifest
+    assert cache.stat().st_size > 0 and (bundle / GOLDEN_FILE).is_file()
+    assert not [p for p in bundle.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+    from vitdeploy.runtime.backends.tensorrt import from_bundle
+
+    golden = load_golden(bundle / GOLDEN_FILE)["model"]
+    with from_bundle(b, precision=precision) as backend:
+        for cameras in (1, MAX_CAMERAS):
+            inputs, ref = golden.take(b.manifest.graph(), cameras)
+            out = backend.infer({s.name: inputs[s.name].astype(s.dtype) for s in backend.inputs})
+            for name, r in ref.items():
+                assert compare_output(name, r, out[name], TOLERANCES[precision]).passed
+
+
+def test_rebuild_replaces_the_record_and_cli_reports(trt, bundle):
+    r = CliRunner().invoke(app, ["build", str(bundle), "--max-cameras", "2", "--opt-cameras", "1"])
+    assert r.exit_code == 0, r.output
+    assert "golden vs fp32 onnxruntime: pass" in r.output and "cameras 1..2 (opt 1)" in r.output
+    r = CliRunner().invoke(app, ["build", str(bundle)])
+    assert r.exit_code == 0, r.output
+    engines = Bundle.open(bundle).manifest.engines
+    assert len(engines) == 1 and engines[0].profile == {"cameras": [1, MAX_CAMERAS, MAX_CAMERAS]}
+
+
+def test_print_trtexec_uses_the_installed_generation(trt, bundle):
+    [command] = trtexec_commands(bundle, BuildOptions())
+    assert ("--stronglyTyped" in command) is (tensorrt_major(trt.__version__) == 10)

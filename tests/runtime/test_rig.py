@@ -1,0 +1,77 @@
+"""Rig files: the documented example parses; a malformed one names the line or field."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vitdeploy.bundle import Precision
+from vitdeploy.cli.app import app
+from vitdeploy.errors import RigConfigError
+from vitdeploy.runtime.rig import VideoMode, load_rig, parse_rig, synthetic_rig
+
+EXAMPLE = Path(__file__).parents[2] / "docs" / "rig.example.toml"
+
+GOOD = """
+rate_hz = 10
+[[cameras]]
+name = "a"
+source = "synthetic://front"
+fps = 10
+[[cameras]]
+name = "b"
+source = "synthetic://rear"
+fps = 10
+[[cameras]]
+name = "c"
+source = "synthetic://rear_left"
+fps = {fps}
+"""
+
+
+def test_the_documented_example_parses():
+    rig = load_rig(EXAMPLE)
+    assert rig.camera_names == ["front", "front_left", "front_right", "rear", "dash"]
+    assert rig.cameras[4].resolution == (720, 1280) and rig.cameras[3].loop
+    assert rig.model.backend == "onnxruntime" and rig.model.precision is Precision.FP32
+    assert rig.outputs.video is VideoMode.MOSAIC and rig.sync_tolerance_ms == 40
+    assert rig.base_dir == EXAMPLE.parent.resolve()
+
+
+def test_a_field_error_names_the_field():
+    with pytest.raises(RigConfigError, match=r'cameras\[2\]\.fps: expected a positive number, got "abc"'):
+        parse_rig(GOOD.format(fps='"abc"'))
+    with pytest.raises(RigConfigError, match=r"cameras\[2\]\.fps: expected a positive number, got -1"):
+        parse_rig(GOOD.format(fps="-1"))
+
+
+def test_a_syntax_error_names_the_line():
+    with pytest.raises(RigConfigError, match=r"at line 5, column 10"):
+        parse_rig(GOOD.format(fps=10).replace('source = "synthetic://front"', "source = synthetic://front"))
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("rate_hz = 10", "rate_hz = 10\nfsp = 3"), "unknown key 'fsp'"),
+    (('name = "b"', 'name = "a"'), "camera names must be unique; repeated: a"),
+    (("rate_hz = 10", 'rate_hz = 10\n[outputs]\nvideo = "gif"'), "outputs.video: expected one of none, per-camera, mosaic"),
+    (("rate_hz = 10", '[model]\nbackend = "tvm"'), "model.backend: expected one of onnxruntime, torch, tensorrt"),
+    (('name = "b"\n', ""), r"cameras\[1\]\.name: missing"),
+])
+def test_other_field_errors(edit, message):
+    with pytest.raises(RigConfigError, match=message):
+        parse_rig(GOOD.format(fps=10).replace(*edit))
+
+
+def test_synthetic_rig_needs_no_file():
+    rig = synthetic_rig(3, fps=5, size=(64, 96), loop=2)
+    assert rig.camera_names == ["front", "front_left", "front_right"]
+    assert rig.rate_hz == 5 and rig.cameras[0].source == "synthetic://front?size=64x96&seed=0&loop=2"
+
+
+def test_cli_malformed_rig_is_one_line_exit_1(tmp_path):
+    rig = tmp_path / "rig.toml"
+    rig.write_text(GOOD.format(fps='"abc"'))
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "bundle"), "--rig", str(rig), "--no-live"])
+    assert r.exit_code == 1
+    assert 'cameras[2].fps: expected a positive number, got "abc"' in r.output
+    assert "Traceback" not in r.output

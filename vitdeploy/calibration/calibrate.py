@@ -1,0 +1,270 @@
+"""`vitdeploy calibrate`: a bundle's FP32 ONNX -> model.fp16.onnx or model.int8.onnx, with proof.
+
+Order matters for safety: options and ``--exclude`` patterns are checked and the data is read
+before anything is written, so bad input leaves the bundle as it was. ModelOpt works in a
+temporary folder; the new ONNX, its report and the manifest are renamed into place only after the
+accuracy report has been measured on the file's exact bytes. A result below ``min_agreement`` is
+still written (for inspection) but recorded as ``rejected``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import onnx
+
+from vitdeploy.bundle import (
+    Bundle,
+    Graph,
+    Precision,
+    Status,
+    Variant,
+    atomic_path,
+    atomic_write_text,
+    sha256_file,
+)
+from vitdeploy.calibration.data import (
+    DEFAULT_HELDOUT,
+    DEFAULT_SAMPLES,
+    SYNTHETIC,
+    CalibrationData,
+    ProgressFn,
+    load_calibration_data,
+)
+from vitdeploy.calibration.fp16 import Fp16Conversion, convert_fp16
+from vitdeploy.calibration.int8 import Int8Recipe, Placement, plan_int8, quantize_int8
+from vitdeploy.calibration.layers import Layer, find_layers
+from vitdeploy.calibration.modelopt_runner import CalibrationError
+from vitdeploy.calibration.report import TASK_METRICS, AccuracyReport, TaskScorer, build_report, run_graph
+from vitdeploy.calibration.sensitivity import (
+    Fallback,
+    GroupSensitivity,
+    auto_fallback,
+    rank_groups,
+    sensitivity_feeds,
+)
+from vitdeploy.errors import BundleError
+
+
+@dataclass
+class CalibrationResult:
+    bundle: Bundle
+    precision: Precision
+    onnx_path: Path
+    report_path: Path
+    log_path: Path
+    variant: Variant
+    report: AccuracyReport
+    data: CalibrationData
+    placement: Placement | None = None  # INT8
+    fp16: Fp16Conversion | None = None  # FP16
+    sensitivity: list[GroupSensitivity] = field(default_factory=list)
+    fallback: Fallback | None = None
+    seconds: float = 0.0
+
+    @property
+    def status(self) -> Status:
+        return self.variant.status
+
+    @property
+    def suggested_exclude(self) -> list[str]:
+        """Groups that cost task agreement when quantized alone, worst first."""
+        return [g.group for g in self.sensitivity if g.cost > 0][:8]
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.data.warnings
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _modelopt_version() -> str:
+    try:
+        return importlib.metadata.version("nvidia-modelopt")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _keep_log(log: Path, folder: Path) -> Path:
+    """Copy ModelOpt's log from the work folder into the bundle, so it outlives the work folder."""
+    target = folder / log.name
+    if log.is_file():
+        with atomic_path(target) as staged:
+            shutil.copyfile(log, staged)
+    return target
+
+
+def _graph(bundle: Bundle) -> Graph:
+    m = bundle.manifest
+    if m.head == "sam" or len(m.graphs) != 1:
+        raise CalibrationError(
+            f"calibrate handles single-graph bundles (cls, cait, detr, mask); {m.model} has graphs "
+            f"{[g.name for g in m.graphs]} (SAM: image encoder + prompt decoder), whose accuracy needs mask IoU per "
+            "prompt — not supported yet; build its engines from the FP32 ONNX")
+    return m.graphs[0]
+
+
+def _check_options(precision: Precision, *, min_agreement: float | None, sensitivity: bool,
+                   auto_fallback_: bool, scorer_supported: bool, head: str) -> None:
+    if precision is Precision.FP32:
+        raise CalibrationError("--precision fp32 is what export already wrote; choose fp16 or int8")
+    if min_agreement is not None and not 0.0 <= min_agreement <= 1.0:
+        raise CalibrationError(f"--min-agreement {min_agreement} is outside 0..1 (e.g. 0.9: 90% agreement with FP32)")
+    if min_agreement is not None and not scorer_supported:
+        raise CalibrationError(f"no task-level agreement is defined for {head!r} heads, so --min-agreement cannot be "
+                               "checked; drop it (the report still gives per-output errors)")
+    if (sensitivity or auto_fallback_) and precision is not Precision.INT8:
+        raise CalibrationError("--sensitivity and --auto-fallback rank quantized layers; they apply to --precision int8")
+    if auto_fallback_ and min_agreement is None:
+        raise CalibrationError("--auto-fallback needs --min-agreement: the agreement to fall back until")
+
+
+@dataclass
+class _Conversion:
+    """What making the low-precision file produced (INT8: placement and sensitivity; FP16: kept ops)."""
+
+    recipe: Int8Recipe
+    placement: Placement | None = None
+    fp16: Fp16Conversion | None = None
+    ranking: list[GroupSensitivity] = field(default_factory=list)
+    fallback: Fallback | None = None
+
+    def summary(self) -> dict:
+        out: dict = {}
+        if self.placement is not None:
+            out["recipe"] = self.recipe.summary()
+            out["placement"] = self.placement.summary()
+        if self.fp16 is not None:
+            out["fp16"] = self.fp16.summary()
+        return out
+
+
+def calibrate_bundle(bundle_path: str | Path, *, precision: Precision | str, data: str | Path = SYNTHETIC,
+                     samples: int = DEFAULT_SAMPLES, heldout: int = DEFAULT_HELDOUT, seed: int = 0,
+                     recipe: Int8Recipe | None = None, min_agreement: float | None = None,
+                     sensitivity: bool = False, auto_fallback: bool = False,
+                     progress: ProgressFn | None = None) -> CalibrationResult:
+    """Write the ``precision`` ONNX of the bundle's graph, measure it against FP32 on held-out
+    frames, and record it as a Variant (``good``, or ``rejected`` below ``min_agreement``).
+
+    ``data``: an image folder, rig recording folder, video, .npz or ``"synthetic"`` (see
+    ``vitdeploy.calibration.data``). ``recipe`` applies to INT8 only.
+    """
+    start = time.perf_counter()
+    say = progress or (lambda _stage, _done, _total: None)
+    precision = Precision.parse(precision)
+    bundle = Bundle.open(bundle_path)
+    manifest = bundle.manifest
+    graph = _graph(bundle)
+    fp32_path = bundle.onnx_path(Precision.FP32, graph.name)
+    _check_options(precision, min_agreement=min_agreement, sensitivity=sensitivity, auto_fallback_=auto_fallback,
+                   scorer_supported=manifest.head in TASK_METRICS, head=manifest.head)
+    layers = find_layers(_load(fp32_path))
+    recipe = recipe or Int8Recipe()
+    plan = plan_int8(layers, recipe) if precision is Precision.INT8 else None  # checks --exclude early
+
+    calib = load_calibration_data(data, inputs=graph.inputs, preprocessing=manifest.preprocessing,
+                                  samples=samples, heldout=heldout, seed=seed, progress=progress)
+    say("running FP32 on held-out frames", 0, 0)
+    scorer = TaskScorer(head=manifest.head, reference=run_graph(fp32_path, calib.heldout),
+                        image_size=manifest.image_size, num_classes=len(manifest.class_names) or None,
+                        head_config=manifest.head_config)
+
+    name = f"{Path(graph.variant(Precision.FP32).file).stem}.{precision.value}.onnx"
+    with tempfile.TemporaryDirectory(prefix="vitdeploy-calibrate-") as tmp:
+        work = Path(tmp)
+        src, out, log = work / "model.onnx", work / name, work / f"calibration.{precision.value}.log"
+        shutil.copyfile(fp32_path, src)  # ModelOpt may write intermediates beside its input
+        try:
+            conv = _convert(precision, src, out, log=log, calib=calib, layers=layers, plan=plan, recipe=recipe,
+                            scorer=scorer, min_agreement=min_agreement, sensitivity=sensitivity,
+                            auto=auto_fallback, progress=progress)
+        except CalibrationError as exc:
+            raise CalibrationError(f"{exc}\n(full log: {_keep_log(log, bundle.path)})") from exc
+
+        say(f"measuring {precision.value} against FP32 on {calib.heldout_samples} held-out frames", 0, 0)
+        report = build_report(precision=precision.value, graph=graph.name, reference=scorer.reference,
+                              candidate=run_graph(out, calib.heldout), scorer=scorer,
+                              heldout_sha256=calib.summary()["heldout_sha256"], min_agreement=min_agreement)
+        settings = {"data": calib.summary(), "modelopt": _modelopt_version(), **conv.summary()}
+        report.extra = {"settings": settings}
+        if conv.ranking:
+            report.extra["sensitivity"] = [g.summary() for g in conv.ranking]
+        if conv.fallback is not None:
+            report.extra["auto_fallback"] = {"excluded": conv.fallback.excluded, "agreement": conv.fallback.agreement,
+                                             "reached": conv.fallback.reached}
+
+        # ---- write: ONNX, report, log, then the manifest last -------------------------------------------
+        target = bundle.path / name
+        with atomic_path(target) as staged:
+            shutil.copyfile(out, staged)
+        report_path = bundle.path / f"calibration_report.{precision.value}.json"
+        atomic_write_text(report_path, report.to_json())
+        log_path = _keep_log(log, bundle.path)
+
+    seconds = time.perf_counter() - start
+    task = report.task
+    agreement = None if task is None else {"metric": task.metric, "value": task.value, "min": min_agreement}
+    status = Status.GOOD if report.passed else Status.REJECTED
+    variant = Variant(precision=precision, file=name, sha256=sha256_file(target), status=status, created_at=_now(),
+                      details={**settings, "report": report_path.name, "log": log_path.name, "agreement": agreement,
+                               "seconds": round(seconds, 1)})
+    graph.set_variant(variant)
+    manifest.calibration[precision.value] = {
+        "graph": graph.name, "file": name, "status": status.value, "report": report_path.name,
+        "samples": calib.samples, "heldout": calib.heldout_samples, "data_sha256": calib.sha256,
+        "agreement": agreement,
+    }
+    bundle.save()
+    return CalibrationResult(bundle=bundle, precision=precision, onnx_path=target, report_path=report_path,
+                             log_path=log_path, variant=variant, report=report, data=calib, placement=conv.placement,
+                             fp16=conv.fp16, sensitivity=conv.ranking, fallback=conv.fallback, seconds=seconds)
+
+
+def _load(path: Path) -> onnx.ModelProto:
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except (OSError, DecodeError) as exc:
+        raise BundleError(f"cannot read {path} as ONNX ({exc}); re-export the bundle") from exc
+
+
+def _convert(precision: Precision, src: Path, out: Path, *, log: Path, calib: CalibrationData, layers: list[Layer],
+             plan: Placement | None, recipe: Int8Recipe, scorer: TaskScorer, min_agreement: float | None,
+             sensitivity: bool, auto: bool, progress: ProgressFn | None) -> _Conversion:
+    say = progress or (lambda _stage, _done, _total: None)
+    if precision is Precision.FP16:
+        say("converting to FP16 with ModelOpt AutoCast", 0, 0)
+        return _Conversion(recipe=recipe, fp16=convert_fp16(src, out, calibration=calib.calibration, layers=layers,
+                                                            log_path=log))
+    say(f"quantizing to INT8 with ModelOpt ({recipe.method.value} calibration, {calib.samples} frames)", 0, 0)
+    conv = _Conversion(recipe=recipe, placement=quantize_int8(src, out, calibration=calib.calibration, placement=plan,
+                                                              recipe=recipe, log_path=log))
+    if not (sensitivity or auto):
+        return conv
+    feeds = sensitivity_feeds(calib.heldout)
+    small = TaskScorer(head=scorer.head, reference=run_graph(src, feeds), image_size=scorer.image_size,
+                       num_classes=scorer.num_classes, head_config=scorer.head_config)
+    int8_model = onnx.load(str(out))
+    conv.ranking = rank_groups(int8_model, conv.placement, feeds=feeds, scorer=small, progress=progress)
+    if not auto or min_agreement is None:
+        return conv
+    conv.fallback = auto_fallback(int8_model, conv.placement, conv.ranking, feeds=feeds, scorer=small,
+                                  min_agreement=min_agreement, progress=progress)
+    if conv.fallback.excluded:
+        # Exact layer paths, not group names: a group name would also match its sub-modules.
+        paths = [p for g in conv.ranking if g.group in conv.fallback.excluded for p in g.layers]
+        conv.recipe = replace(recipe, exclude=tuple(recipe.exclude) + tuple(paths))
+        say(f"re-quantizing with {len(conv.fallback.excluded)} layer groups in high precision", 0, 0)
+        conv.placement = quantize_int8(src, out, calibration=calib.calibration, recipe=conv.recipe,
+                                       placement=plan_int8(layers, conv.recipe), log_path=log)
+    return conv

@@ -1,0 +1,87 @@
+"""NVIDIA ModelOpt, run in a child process whose output goes to a log file.
+
+ModelOpt prints a great deal (its loggers write to the stdout they found at import, ONNX Runtime's
+calibrator prints and draws tqdm bars, C++ code logs to the file descriptors) and reconfigures
+Python logging globally. Running it in a child process with stdout/stderr sent to a file keeps
+the CLI readable, leaves the parent's logging alone and returns ModelOpt's memory afterwards. The
+parent hands over the job as JSON and the calibration tensors as an .npz; the child writes the
+output ONNX. vitdeploy contributes the recipe and the data; the Q/DQ mechanics and the
+mixed-precision conversion are ModelOpt's.
+
+Child entry point: ``python -m vitdeploy.calibration.modelopt_runner JOB.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitdeploy.errors import CalibrationError
+
+_LOG_TAIL_LINES = 12
+
+
+def run_modelopt(job: str, *, onnx_path: Path, output_path: Path, calibration: dict[str, np.ndarray],
+                 options: dict[str, Any], log_path: Path) -> None:
+    """Run ``job`` ("int8": ``modelopt.onnx.quantization.quantize``; "fp16":
+    ``modelopt.onnx.autocast.convert_to_mixed_precision``) on ``onnx_path`` with ``options`` as
+    keyword arguments, writing ``output_path``; everything ModelOpt prints goes to ``log_path``."""
+    work = output_path.parent
+    npz = work / f".{output_path.name}.calibration.npz"
+    spec = work / f".{output_path.name}.job.json"
+    try:
+        np.savez(npz, **calibration)
+        spec.write_text(json.dumps({"job": job, "onnx_path": str(onnx_path), "output_path": str(output_path),
+                                    "calibration": str(npz), "options": options}))
+        with open(log_path, "ab") as log:
+            proc = subprocess.run([sys.executable, "-m", "vitdeploy.calibration.modelopt_runner", str(spec)],
+                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        for path in (npz, spec):
+            path.unlink(missing_ok=True)
+    if proc.returncode != 0 or not output_path.is_file():
+        what = "INT8 quantization" if job == "int8" else "FP16 conversion"
+        raise CalibrationError(f"ModelOpt {what} failed (exit code {proc.returncode}); the end of its log:\n"
+                               f"{log_tail(log_path)}")
+
+
+def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(f"  {line}" for line in text.splitlines()[-lines:])
+
+
+def _child(spec_path: str) -> int:
+    job = json.loads(Path(spec_path).read_text())
+    options = job["options"]
+    if job["job"] == "int8":
+        from modelopt.onnx.quantization import quantize
+
+        with np.load(job["calibration"]) as npz:
+            data = {k: npz[k] for k in npz.files}
+        quantize(onnx_path=job["onnx_path"], quantize_mode="int8", calibration_data=data, calibration_eps=["cpu"],
+                 output_path=job["output_path"], log_level="INFO", **options)
+    elif job["job"] == "fp16":
+        import onnx
+        from modelopt.onnx.autocast import convert_to_mixed_precision
+
+        model = convert_to_mixed_precision(onnx_path=job["onnx_path"], low_precision_type="fp16", keep_io_types=True,
+                                           calibration_data=job["calibration"], providers=["cpu"], **options)
+        onnx.save(model, job["output_path"])
+    else:
+        print(f"unknown job {job['job']!r}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1]))

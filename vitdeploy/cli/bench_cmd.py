@@ -1,0 +1,184 @@
+"""`vitdeploy bench`: latency, throughput and deadline misses over backends, precisions and camera counts."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vitdeploy.cli.console import console, handles_errors, parse_list
+from vitdeploy.errors import VitDeployError
+
+EPILOG = (
+    "Examples:\n\n"
+    "  vitdeploy bench bundles/tiny-detr --cameras 1,6 --iterations 200 --json bench.json --plot bench.png\n\n"
+    "  vitdeploy bench bundles/tiny-detr --precision fp32,fp16,int8 --backend onnxruntime --markdown bench.md\n\n"
+    "  vitdeploy bench bundles/tiny-detr --cameras 6 --fps 10 --budget-ms 100 --duration 30   (deadline mode)\n\n"
+    "  vitdeploy bench --compare before.json after.json\n\n"
+    "A configuration that cannot run here (no int8 ONNX, no TensorRT) is listed as skipped with the "
+    "reason; the command fails only when nothing could run."
+)
+
+
+@handles_errors
+def bench(
+    bundle: Annotated[Path | None, typer.Argument(help="Bundle folder (from `vitdeploy export`).")] = None,
+    backend: Annotated[str | None, typer.Option(
+        help="Comma-separated: onnxruntime,torch,tensorrt; default onnxruntime,torch (+tensorrt if the bundle has engines).")] = None,
+    precision: Annotated[str | None, typer.Option(
+        help="Comma-separated: fp32,fp16,int8; default: what the bundle has for each backend.")] = None,
+    cameras: Annotated[str | None, typer.Option(
+        help="Comma-separated camera counts (batch sizes); default 1 and min(6, the bundle's max).")] = None,
+    device: Annotated[str | None, typer.Option(
+        help="cpu | cuda for every backend (onnxruntime: also tensorrt); default: each backend's own.")] = None,
+    warmup: Annotated[int, typer.Option(help="Warm-up inferences per configuration, not measured.")] = 10,
+    iterations: Annotated[int | None, typer.Option(
+        help="Measured frame sets per configuration (default 100; 10 s in deadline mode).")] = None,
+    duration: Annotated[float | None, typer.Option(help="Measure each configuration for this many seconds instead.")] = None,
+    fps: Annotated[float | None, typer.Option(
+        help="Deadline mode: cameras deliver this many frames per second, through the whole runtime.")] = None,
+    budget_ms: Annotated[float | None, typer.Option(
+        help="Deadline mode: end-to-end budget per frame set, ms (capture to results).")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report (with raw samples) here.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write a Markdown table here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of the latency distributions here.")] = None,
+    compare: Annotated[tuple[Path, Path] | None, typer.Option(
+        help="Compare two --json reports (A B): prints B/A for every configuration both ran.")] = None,
+) -> None:
+    """Measure a bundle's latency (min/mean/median/p90/p95/p99/max), throughput, host<->device
+    transfers and peak memory for every backend x precision x camera count; with --fps and
+    --budget-ms, run the rig on a real clock and count missed deadlines, jitter and camera skew."""
+    if compare is not None:
+        if bundle is not None:
+            raise VitDeployError("give a BUNDLE to measure or --compare A.json B.json, not both")
+        _compare(*compare)
+        return
+    if bundle is None:
+        raise VitDeployError("give a BUNDLE folder to measure (or --compare A.json B.json)")
+    from vitdeploy.bench import BenchSettings, Deadline, bench_bundle, plan
+    from vitdeploy.bench.configs import parse_cameras
+    from vitdeploy.bench.report import to_markdown
+    from vitdeploy.bundle import Bundle, Precision, atomic_write_text
+
+    if (fps is None) != (budget_ms is None):
+        raise VitDeployError("deadline mode needs both --fps and --budget-ms")
+    settings = BenchSettings(warmup=warmup, iterations=iterations, duration_s=duration,
+                             deadline=Deadline(fps, budget_ms) if fps is not None else None)
+    b = Bundle.open(bundle)
+    backends = parse_list(backend) or (["onnxruntime", "torch"] + (["tensorrt"] if b.manifest.engines else []))
+    precisions = [Precision.parse(p) for p in parse_list(precision)] or None
+    counts = parse_cameras(parse_list(cameras)) or sorted({1, min(6, b.manifest.max_cameras)})
+    configs = plan(b, backends=backends, precisions=precisions, cameras=counts, device=device)
+
+    def torch_model():
+        from vitdeploy.cli.run_cmd import torch_model
+
+        return torch_model(b.manifest)
+
+    mode = (f"deadline mode: {fps:g} fps, budget {budget_ms:g} ms" if fps is not None else "back-to-back inference")
+    console.print(f"[bold]{b.manifest.model}[/] — {len(configs)} configurations, {mode}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        tasks: dict = {}
+
+        def progress(config, fraction):
+            if config not in tasks:
+                tasks[config] = bar.add_task(config.label, total=1.0)
+            bar.update(tasks[config], completed=fraction if fraction is not None else 0.0)
+
+        report = bench_bundle(b, configs, settings, torch_model=torch_model, progress=progress)
+    _print_report(report)
+    if json_path is not None:
+        console.print(f"wrote {report.write_json(json_path)}")
+    if markdown is not None:
+        atomic_write_text(markdown, to_markdown(report))
+        console.print(f"wrote {markdown}")
+    if not report.ran:
+        raise VitDeployError("nothing could run: every configuration was skipped (reasons above)")
+    if plot is not None:
+        from vitdeploy.bench.plot import write_plot
+
+        console.print(f"wrote {write_plot(report, plot)}")
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _table(title: str, columns: list[str]) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("backend", "prec") else "right", no_wrap=True)
+    return table
+
+
+def _print_report(report) -> None:
+    from vitdeploy.bench.report import PHASES, machine_line
+
+    deadline = any(r.deadline for r in report.results)
+    what = "end to end, capture to results" if deadline else "one inference of a frame set"
+    head = ["backend", "prec", "cams"]
+    lat = _table(f"latency, ms ({what})", head + ["min", "mean", "p50", "p90", "p95", "p99", "max"])
+    rate = _table("throughput and resources", head + ["sets/s", "frames/s", "h2d/comp/d2h", "peak MiB"])
+    settings = report.settings
+    dl = _table(f"deadline: {settings.get('fps') or 0:g} fps per camera, budget {settings.get('budget_ms') or 0:g} ms",
+                head + ["missed", "late", "drop", "jitter", "tail", "skew"])
+    for r in report.ran:
+        c, s = r.config, r.latency
+        key = [c.backend, c.precision.value, str(c.cameras)]
+        lat.add_row(*key, *(_fmt(v) for v in (s.min_ms, s.mean_ms, s.median_ms, s.p90_ms, s.p95_ms, s.p99_ms,
+                                              s.max_ms)))
+        split = "/".join(_fmt(r.transfer[p].median_ms, 2) if p in r.transfer else "-" for p in PHASES)
+        rate.add_row(*key, _fmt(r.sets_per_s), _fmt(r.frames_per_s), split if r.transfer else "-",
+                     _fmt(r.memory.peak_delta_mib if r.memory else None))
+        if (d := r.deadline) is not None:
+            color = "green" if d.missed == 0 else "red"
+            dl.add_row(*key, f"[{color}]{d.missed}/{d.sets_out + d.dropped}[/]",
+                       str(d.late), str(d.dropped), _fmt(d.jitter.std_ms), _fmt(d.jitter.p99_minus_p50_ms),
+                       _fmt(d.skew.p99_ms))
+    if report.ran:
+        console.print(lat)
+        console.print(rate)
+        if deadline:
+            console.print(dl)
+            console.print("missed = late (end to end over the budget) + drop (sets dropped: a stage fell behind); "
+                          "jitter / tail: std and p99-p50 of the intervals between completed sets, ms; skew: p99 "
+                          "capture-time spread inside a set, ms", soft_wrap=True)
+    for r in report.results:
+        if not r.ok:
+            console.print(f"[yellow]skipped[/] {r.config.label}: {escape(r.reason or '')}", soft_wrap=True)
+    console.print(f"machine: {escape(machine_line(report.machine))}", soft_wrap=True)
+
+
+def _compare(a_path: Path, b_path: Path) -> None:
+    from vitdeploy.bench import compare_reports, load_report
+
+    a, b = load_report(a_path), load_report(b_path)
+    result = compare_reports(a, b)
+    table = _table(f"B / A (A = {a_path.name}, B = {b_path.name}): latency < 1 or sets/s > 1 means B is faster",
+                   ["backend", "prec", "cams", "p50 A", "p50 B", "p50 B/A", "p99 B/A", "sets/s B/A"])
+    for r in result.ratios:
+        c = r.config
+        table.add_row(c.backend, c.precision.value, str(c.cameras), _fmt(r.a_median_ms, 2), _fmt(r.b_median_ms, 2),
+                      _fmt(r.median, 3), _fmt(r.p99, 3), _fmt(r.throughput, 3))
+    console.print(table)
+    for name, only in (("A", result.only_a), ("B", result.only_b)):
+        if only:
+            console.print(f"only in {name}: " + ", ".join(c.label for c in only))
+    console.print(f"A: {escape(a.bundle.get('model', '?'))} on {escape(_machine(a))}", soft_wrap=True)
+    console.print(f"B: {escape(b.bundle.get('model', '?'))} on {escape(_machine(b))}", soft_wrap=True)
+    if not result.ratios:
+        raise VitDeployError("the two reports share no configuration that ran in both (matched on backend, "
+                             "precision and cameras)")
+
+
+def _machine(report) -> str:
+    from vitdeploy.bench.report import machine_line
+
+    return machine_line(report.machine)

@@ -1,0 +1,124 @@
+"""`vitdeploy run`: a camera rig through a bundle, with a latency budget, to JSONL/video/live view."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from vitdeploy.cli.console import console, err_console, handles_errors, parse_size
+from vitdeploy.errors import VitDeployError
+
+EPILOG = (
+    "Examples:\n\n"
+    "  vitdeploy run bundles/tiny-detr --rig rig.toml --out runs/drive1 --duration 60\n\n"
+    "  vitdeploy run bundles/tiny-detr --synthetic-cameras 6 --video mosaic --max-frames 100\n\n"
+    "Ctrl-C stops cleanly: the summary is printed and the JSONL and videos are complete."
+)
+
+
+@handles_errors
+def run(
+    bundle: Annotated[Path | None, typer.Argument(help="Bundle folder; default: the rig file's [model] bundle.")] = None,
+    rig: Annotated[Path | None, typer.Option("--rig", help="Rig TOML file (see docs/rig.example.toml).")] = None,
+    synthetic_cameras: Annotated[int | None, typer.Option(
+        help="No rig file: this many synthetic cameras (1-6) at --fps.")] = None,
+    fps: Annotated[float, typer.Option(help="Frame rate of --synthetic-cameras, frames/s (0: as fast as possible).")] = 10.0,
+    synthetic_size: Annotated[str | None, typer.Option(
+        help="HxW pixels of --synthetic-cameras frames; default: the model's input size.")] = None,
+    backend: Annotated[str | None, typer.Option(help="onnxruntime | torch | tensorrt; default: the rig's.")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 | fp16 | int8; default: the rig's.")] = None,
+    device: Annotated[str | None, typer.Option(
+        help="onnxruntime: cpu | cuda | tensorrt (provider); torch: cpu | cuda; default: the rig's.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder; default: the rig's, else runs/BUNDLE.")] = None,
+    video: Annotated[str | None, typer.Option(help="none | per-camera | mosaic; default: the rig's.")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after this many frame sets.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="Live terminal view of fps, latency and health.")] = True,
+) -> None:
+    """Run a multi-camera rig through a bundle's model: sources -> sync -> preprocess -> backend ->
+    postprocess -> JSONL / annotated video / live view, then print a latency summary."""
+    from vitdeploy.bundle import Bundle, Precision
+    from vitdeploy.runtime.rig import VideoMode, load_rig, synthetic_rig
+    from vitdeploy.runtime.run import resolve_bundle, run_rig
+
+    if (rig is None) == (synthetic_cameras is None):
+        raise VitDeployError("give either --rig RIG.toml or --synthetic-cameras N (not both)")
+    if rig is not None:
+        the_rig = load_rig(rig)
+        b = resolve_bundle(the_rig, bundle)
+    else:
+        if bundle is None:
+            raise VitDeployError("--synthetic-cameras needs a BUNDLE argument")
+        b = Bundle.open(bundle)
+        size = parse_size(synthetic_size, option="--synthetic-size") or tuple(b.manifest.image_size)
+        the_rig = synthetic_rig(synthetic_cameras, fps=fps if fps > 0 else 10.0, size=size,
+                                rate_hz=fps if fps > 0 else 0.0)
+    model_cfg = the_rig.model
+    if backend is not None:
+        model_cfg = dataclasses.replace(model_cfg, backend=backend)
+    if precision is not None:
+        model_cfg = dataclasses.replace(model_cfg, precision=Precision.parse(precision))
+    if device is not None:
+        model_cfg = dataclasses.replace(model_cfg, device=device)
+    outputs = dataclasses.replace(the_rig.outputs, live=live)
+    if video is not None:
+        modes = [m.value for m in VideoMode]
+        if video not in modes:
+            raise VitDeployError(f"--video {video!r}: choose one of {', '.join(modes)}")
+        outputs = dataclasses.replace(outputs, video=VideoMode(video))
+    the_rig = dataclasses.replace(the_rig, model=model_cfg, outputs=outputs)
+    if out is None and the_rig.outputs.dir is None:
+        out = Path("runs") / b.path.resolve().name
+
+    model = torch_model(b.manifest) if model_cfg.backend == "torch" else None
+    console.print(f"[bold]{b.manifest.model}[/] on {model_cfg.backend} ({model_cfg.device or 'default device'}, "
+                  f"{model_cfg.precision.value}), {len(the_rig.cameras)} cameras, "
+                  + (f"{the_rig.rate_hz:g} sets/s" if the_rig.rate_hz > 0 else "free-running")
+                  + f", budget {the_rig.latency_budget_ms:g} ms")
+    summary = run_rig(the_rig, bundle=b, model=model, out=out, max_frames=max_frames, duration=duration,
+                      console=console if live and console.is_terminal else None)
+    _print_summary(summary)
+
+
+def torch_model(manifest):
+    """The bundle's model in PyTorch (for the torch backend), with a warning for random weights."""
+    from vitdeploy.models.zoo import build_exported
+
+    if manifest.checkpoint is None:
+        err_console.print("[yellow]warning:[/] the bundle was exported with random weights; the torch model gets "
+                          "fresh random ones, so its results will not match the ONNX graph")
+    return build_exported(manifest.model, checkpoint=manifest.checkpoint, image_size=tuple(manifest.image_size))
+
+
+def _print_summary(summary) -> None:
+    from vitdeploy.runtime.stats import LATENCIES
+
+    cams = Table(title="cameras: frames in (from the source) and out (in frame sets)", title_justify="left")
+    for col in ("camera", "in", "out", "missing", "corrupt", "reopened", "health"):
+        cams.add_column(col, no_wrap=True)
+    cams.add_column("last error", overflow="fold")
+    for c in summary.cameras:
+        color = "green" if c.health.value == "ok" else "yellow" if c.health.value in ("stalled", "reconnecting") else "red"
+        cams.add_row(c.name, str(c.frames_in), str(c.frames_out), str(c.missing), str(c.corrupt),
+                     str(c.reconnects), f"[{color}]{c.health.value}[/]", escape(c.last_error or ""))
+    console.print(cams)
+    lat = Table(title="latency, ms per frame set", title_justify="left")
+    for col in ("", "p50", "p95", "p99", "max"):
+        lat.add_column(col, justify="right")
+    for name in LATENCIES:
+        p = summary.percentiles(name, (50, 95, 99, 100))
+        lat.add_row(name.replace("_", "-"), *(f"{p[q]:.1f}" for q in (50, 95, 99, 100)))
+    console.print(lat)
+    drops = ", ".join(f"{n} before {stage}" for stage, n in summary.dropped.items() if n) or "none"
+    e2e = summary.percentiles("end_to_end", (99,))[99]
+    rate = summary.throughput(skip=min(5, max(0, summary.sets_out - 2)))
+    console.print(f"{summary.sets_out} frame sets in {summary.duration_s:.1f} s ({rate:.1f} sets/s); "
+                  f"dropped: {drops}; deadline misses: {summary.deadline_misses} over {summary.budget_ms:g} ms "
+                  f"(p99 {e2e:.1f} ms); stopped by {summary.stopped_by}")
+    for f in ([summary.jsonl] if summary.jsonl else []) + summary.videos:
+        console.print(f"wrote {f}")

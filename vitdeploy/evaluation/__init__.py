@@ -1,0 +1,1 @@
+"""Task-level accuracy measures shared by calibration and ``vitdeploy eval``."""

@@ -1,0 +1,105 @@
+"""ONNX Runtime backend: one bundle graph at one precision on the CPU, CUDA or TensorRT provider.
+
+Because precision lives in the ONNX graph (DESIGN.md decision 1), FP16 and INT8 (Q/DQ) graphs run
+here on a plain CPU too, which is how their accuracy is measured in CI.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vitdeploy.bundle import Bundle, Precision, TensorSpec
+from vitdeploy.bundle.manifest import CAMERA_AXIS
+from vitdeploy.errors import BackendError, MissingDependencyError
+from vitdeploy.runtime.backends.base import Backend
+
+#: Short device names -> ONNX Runtime execution providers.
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+              "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(int32)": "int32",
+              "tensor(int64)": "int64", "tensor(bool)": "bool"}
+
+
+def resolve_provider(device: str, available: list[str]) -> str:
+    """``cpu``/``cuda``/``tensorrt`` or a full provider name -> the provider, if ORT has it."""
+    provider = PROVIDERS.get(device.lower(), device)
+    if provider not in available:
+        names = ", ".join(PROVIDERS)
+        raise BackendError(f"onnxruntime: requested provider {provider} (device {device!r}), available: {available}; "
+                           f"choose one of those (short names: {names}) or install onnxruntime-gpu for CUDA/TensorRT")
+    return provider
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs ``path`` with ONNX Runtime. ``inputs``/``outputs`` come from the manifest; the input
+    dtypes are taken from the graph itself, so an FP16 graph with FP16 inputs is fed float16.
+    ``threads`` sets intra-op threads (None: ONNX Runtime's default, one per core)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, *, inputs: list[TensorSpec], outputs: list[TensorSpec],
+                 dim_ranges: dict[str, tuple[int, int]] | None = None, device: str = "cpu",
+                 threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise MissingDependencyError("onnxruntime", install='pip install onnxruntime') from exc
+        provider = resolve_provider(device, ort.get_available_providers())
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=[provider])
+        except Exception as exc:  # ORT raises its own types for unreadable or invalid graphs
+            raise BackendError(f"onnxruntime cannot load {path}: {exc}") from exc
+        if provider not in self.session.get_providers():
+            raise BackendError(f"onnxruntime: requested provider {provider}, but the session fell back to "
+                               f"{self.session.get_providers()}; check the CUDA/TensorRT libraries")
+        self.provider = provider
+        self.path = Path(path)
+        graph_inputs = {i.name: i for i in self.session.get_inputs()}
+        specs = []
+        for spec in inputs:
+            if spec.name not in graph_inputs:
+                raise BackendError(f"onnxruntime: the manifest lists input {spec.name!r} but {path} has "
+                                   f"{sorted(graph_inputs)}; re-export the bundle")
+            dtype = _ORT_TYPES.get(graph_inputs[spec.name].type, spec.dtype)
+            specs.append(TensorSpec(spec.name, dtype, list(spec.shape), spec.meaning))
+        super().__init__(inputs=specs, outputs=outputs, dim_ranges=dim_ranges)
+        self._output_names = [o.name for o in self.session.get_outputs()]
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        try:
+            values = self.session.run(self._output_names, feed)
+        except Exception as exc:
+            raise BackendError(f"onnxruntime failed running {self.path.name}: {exc}") from exc
+        self.last_timing.total_ms = (time.perf_counter() - start) * 1e3
+        return dict(zip(self._output_names, values, strict=True))
+
+    def close(self) -> None:
+        self.session = None
+
+    def describe(self) -> dict[str, str]:
+        import onnxruntime as ort
+
+        return {"backend": self.name, "onnxruntime": ort.__version__, "provider": self.provider,
+                "graph": self.path.name}
+
+
+def from_bundle(bundle: Bundle, *, precision: Precision | str = Precision.FP32, device: str = "cpu",
+                threads: int | None = None, graph: str | None = None) -> OnnxRuntimeBackend:
+    """The bundle's ``graph`` (default: its only one) at ``precision`` on ``device``."""
+    g = bundle.manifest.graph(graph)
+    return OnnxRuntimeBackend(bundle.onnx_path(precision, graph), inputs=g.inputs, outputs=g.outputs,
+                              dim_ranges={CAMERA_AXIS: (1, bundle.manifest.max_cameras)}, device=device,
+                              threads=threads)

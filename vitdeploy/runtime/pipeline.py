@@ -1,0 +1,244 @@
+"""The pipeline: sync -> preprocess -> infer -> postprocess -> sinks, each stage in its own thread.
+
+Stages are joined by small bounded queues, so preprocessing set t+1 overlaps inference of set t.
+On a live rig the queues drop the oldest waiting set when a later stage falls behind (and count
+it): latency stays bounded and nothing queues without bound. A free-running rig (``rate_hz = 0``)
+blocks instead and assembles a set only while fewer than ``max_in_flight`` are in the pipeline —
+the slowest stage sets the pace, no set is lost, and sets do not pile up in the queues (two in
+flight keep the model busy: one in inference, the next preprocessed and waiting). Every set is stamped
+(``time.monotonic`` seconds) at the start and end of every stage.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from vitdeploy.bundle.manifest import Preprocessing
+from vitdeploy.runtime.backends.base import Backend
+from vitdeploy.runtime.preprocess import prepare_batch
+from vitdeploy.runtime.results import Decoder
+from vitdeploy.runtime.sinks import Sink
+from vitdeploy.runtime.stats import Stats
+from vitdeploy.runtime.sync import FrameSet, Synchronizer
+
+#: Sets in flight on a free-running rig: one in inference, the next preprocessed and waiting.
+FREE_RUNNING_IN_FLIGHT = 2
+
+
+class QueuePolicy(str, enum.Enum):
+    DROP_OLDEST = "drop-oldest"  # live rigs: a full queue drops its oldest set to make room
+    BLOCK = "block"  # free-running rigs: a full queue makes the producer wait
+
+
+class StageQueue:
+    """A bounded FIFO of frame sets between two stages; ``dropped`` counts drop-oldest losses."""
+
+    def __init__(self, name: str, *, maxsize: int = 1, policy: QueuePolicy = QueuePolicy.DROP_OLDEST):
+        self.name = name
+        self.maxsize = maxsize
+        self.policy = policy
+        self.dropped = 0
+        self._items: collections.deque[FrameSet] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, item: FrameSet) -> None:
+        """Add ``item``; once the queue is closed (the consumer is gone) it is discarded."""
+        with self._cond:
+            if self.policy is QueuePolicy.BLOCK:
+                while len(self._items) >= self.maxsize and not self._closed:
+                    self._cond.wait()
+            elif len(self._items) >= self.maxsize:
+                self._items.popleft()
+                self.dropped += 1
+            if self._closed:
+                return
+            self._items.append(item)
+            self._cond.notify_all()
+
+    def get(self) -> FrameSet | None:
+        """The next item; None once the queue is closed and empty."""
+        with self._cond:
+            while not self._items and not self._closed:
+                self._cond.wait()
+            item = self._items.popleft() if self._items else None
+            self._cond.notify_all()
+            return item
+
+    def close(self, *, discard: bool = False) -> None:
+        """No more items will come; the consumer drains what is there (or nothing, ``discard``)."""
+        with self._cond:
+            self._closed = True
+            if discard:
+                self._items.clear()
+            self._cond.notify_all()
+
+
+class Pipeline:
+    """Runs frame sets from ``synchronizer`` through ``backend`` into ``sinks``.
+
+    ``preprocessing`` is the manifest's (the same code calibration uses); ``input_name`` the graph
+    input fed with the (N, 3, h, w) batch — or, when preprocessing is fused into the graph, the raw
+    (N, Hs, Ws, 3) uint8 frames. ``max_sets`` stops after that many sets reached the
+    sinks. ``error`` holds the exception of a stage that failed (the pipeline then stops).
+    """
+
+    def __init__(self, *, synchronizer: Synchronizer, backend: Backend, decoder: Decoder,
+                 preprocessing: Preprocessing, sinks: list[Sink], stats: Stats, policy: QueuePolicy,
+                 queue_size: int = 1, max_sets: int | None = None, max_in_flight: int | None = None,
+                 allow_resize: bool = False):
+        self.synchronizer = synchronizer
+        self.backend = backend
+        self.decoder = decoder
+        self.preprocessing = preprocessing
+        self.allow_resize = allow_resize  # fused graphs: resize mismatched frames on the CPU instead of failing
+        self.sinks = sinks
+        self.stats = stats
+        self.max_sets = max_sets
+        spec = backend.inputs[0]
+        self.input_name = spec.name
+        self.input_dtype = np.dtype(spec.dtype)
+        self.queues = {name: StageQueue(name, maxsize=queue_size, policy=policy)
+                       for name in ("preprocess", "infer", "postprocess", "sink")}
+        self.error: BaseException | None = None
+        self.error_stage: str | None = None
+        self.stop_requested = threading.Event()
+        self.done = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sets_out = 0
+        if max_in_flight is None and policy is QueuePolicy.BLOCK:
+            max_in_flight = FREE_RUNNING_IN_FLIGHT
+        self.max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._flight = threading.Condition()
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Frame sets dropped in front of each stage."""
+        return {name: q.dropped for name, q in self.queues.items()}
+
+    @property
+    def sets_out(self) -> int:
+        return self._sets_out
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        q = self.queues
+        stages: list[tuple[str, Callable[[], None]]] = [
+            ("sync", self._sync_loop),
+            ("preprocess", lambda: self._stage("preprocess", q["preprocess"], q["infer"], self._preprocess)),
+            ("infer", lambda: self._stage("infer", q["infer"], q["postprocess"], self._infer)),
+            ("postprocess", lambda: self._stage("postprocess", q["postprocess"], q["sink"], self._postprocess)),
+            ("sink", lambda: self._stage("sink", q["sink"], None, self._sink)),
+        ]
+        for name, target in stages:
+            t = threading.Thread(target=target, name=f"pipeline-{name}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def stop(self) -> None:
+        """Stop taking new sets; sets already in flight finish and reach the sinks."""
+        self.stop_requested.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    # ---- stages -------------------------------------------------------------------------------
+    def _fail(self, stage: str, exc: BaseException) -> None:
+        if self.error is None:
+            self.error, self.error_stage = exc, stage
+        self.stop_requested.set()
+        for q in self.queues.values():  # nobody waits on a stage that is gone
+            q.close(discard=True)
+
+    def _sync_loop(self) -> None:
+        try:
+            while not self.stop_requested.is_set():
+                if not self._wait_for_room():
+                    break
+                fs = self.synchronizer.next_set(self.stop_requested)
+                if fs is None:
+                    break
+                with self._flight:
+                    self._in_flight += 1
+                self.queues["preprocess"].put(fs)
+        except BaseException as exc:
+            self._fail("sync", exc)
+        finally:
+            self.queues["preprocess"].close()
+
+    def _wait_for_room(self) -> bool:
+        """Free-running: wait until fewer than ``max_in_flight`` sets are in the pipeline."""
+        if self.max_in_flight is None:
+            return True
+        with self._flight:
+            while self._in_flight >= self.max_in_flight and not self.stop_requested.is_set():
+                self._flight.wait(0.05)
+        return not self.stop_requested.is_set()
+
+    def _landed(self) -> None:
+        with self._flight:
+            self._in_flight -= 1
+            self._flight.notify_all()
+
+    def _stage(self, name: str, qin: StageQueue, qout: StageQueue | None, work: Callable[[FrameSet], bool]) -> None:
+        try:
+            while (fs := qin.get()) is not None:
+                if work(fs) and qout is not None:
+                    qout.put(fs)
+        except BaseException as exc:
+            self._fail(name, exc)
+        finally:
+            if qout is not None:
+                qout.close()
+            else:
+                self.done.set()
+
+    def _preprocess(self, fs: FrameSet) -> bool:
+        fs.stamps["preprocess_start"] = time.monotonic()
+        batch, fs.letterboxes = prepare_batch([slot.image for slot in fs.slots], self.preprocessing,
+                                              allow_resize=self.allow_resize)
+        fs.batch = batch if batch.dtype == self.input_dtype else batch.astype(self.input_dtype)
+        fs.stamps["preprocess_end"] = time.monotonic()
+        return True
+
+    def _infer(self, fs: FrameSet) -> bool:
+        fs.stamps["infer_start"] = time.monotonic()
+        fs.outputs = self.backend.infer({self.input_name: fs.batch})
+        fs.batch = None
+        fs.stamps["infer_end"] = time.monotonic()
+        return True
+
+    def _postprocess(self, fs: FrameSet) -> bool:
+        fs.stamps["postprocess_start"] = time.monotonic()
+        fs.results = self.decoder(fs.outputs, fs.letterboxes)
+        fs.outputs = None
+        fs.stamps["postprocess_end"] = time.monotonic()
+        return True
+
+    def _sink(self, fs: FrameSet) -> bool:
+        try:
+            return self._write(fs)
+        finally:
+            self._landed()
+
+    def _write(self, fs: FrameSet) -> bool:
+        if self.max_sets is not None and self._sets_out >= self.max_sets:
+            return False  # in flight when the limit was reached: not written
+        fs.stamps["sink_start"] = time.monotonic()
+        for sink in self.sinks:
+            sink.write(fs)
+        fs.stamps["sink_end"] = time.monotonic()
+        self.stats.record(fs)
+        self._sets_out += 1
+        if self.max_sets is not None and self._sets_out >= self.max_sets:
+            self.stop()
+        return True

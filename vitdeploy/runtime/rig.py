@@ -1,0 +1,290 @@
+"""The rig file: which cameras, which model, how strict the timing, where the results go.
+
+A rig is written in TOML (``docs/rig.example.toml`` is a commented example) and read into typed,
+frozen dataclasses. A malformed file is a ``RigConfigError`` that names the line (TOML syntax) or
+the field (``cameras[2].fps: expected a positive number, got 'abc'``). Relative paths in the file
+(bundle, video files, image folders, the output folder) are relative to the rig file's folder.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vitdeploy.bundle.manifest import Precision
+from vitdeploy.errors import RigConfigError
+from vitdeploy.runtime.backends import BACKEND_KINDS
+
+
+class VideoMode(str, enum.Enum):
+    NONE = "none"
+    PER_CAMERA = "per-camera"  # one annotated mp4 per camera
+    MOSAIC = "mosaic"  # all cameras tiled into one mp4
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One camera of the rig.
+
+    ``source`` is a URI (see ``vitdeploy.runtime.sources.open_source``); ``fps`` the rate it is
+    expected to deliver, frames per second; ``resolution`` (H, W) pixels is requested from live
+    captures and used by synthetic cameras (None: the source's own size). ``loop`` replays video
+    files and image folders; live captures that fail are reopened every ``reconnect_interval_s``
+    seconds, at most ``reconnect_attempts`` times in a row (0: forever).
+    """
+
+    name: str
+    source: str
+    fps: float
+    resolution: tuple[int, int] | None = None
+    loop: bool = False
+    reconnect_interval_s: float = 1.0
+    reconnect_attempts: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The bundle and how to run it. ``score_threshold`` (0..1) and ``top_k`` filter detections."""
+
+    bundle: Path | None = None
+    backend: str = "onnxruntime"
+    precision: Precision = Precision.FP32
+    device: str | None = None  # None: the backend's default (see open_backend)
+    score_threshold: float = 0.3
+    top_k: int = 100
+    #: bundles with preprocessing fused into the graph take raw frames of one size; True resizes
+    #: other sizes on the CPU instead of refusing them
+    allow_cpu_resize: bool = False
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where results go: ``dir`` (None: the caller's ``out``), a JSON Lines file name in it (None:
+    no JSONL), annotated video, and the live terminal view."""
+
+    dir: Path | None = None
+    jsonl: str | None = "frames.jsonl"
+    video: VideoMode = VideoMode.NONE
+    live: bool = True
+
+
+@dataclass(frozen=True)
+class Rig:
+    """A camera rig and its timing.
+
+    ``rate_hz`` is frame sets per second (0: free-running — each set is assembled as soon as the
+    pipeline can take it and file/synthetic cameras deliver as fast as they are consumed; for
+    offline runs and benchmarks). ``sync_tolerance_ms`` is how far apart in capture time the
+    cameras of one set may be, and how long a set waits for a late camera. ``latency_budget_ms`` is
+    the end-to-end deadline (capture to results) that the summary counts misses against.
+    """
+
+    cameras: tuple[Camera, ...]
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rate_hz: float = 10.0
+    sync_tolerance_ms: float = 50.0
+    latency_budget_ms: float = 100.0
+    outputs: Outputs = field(default_factory=Outputs)
+    base_dir: Path = Path(".")  # folder relative paths in the file are resolved against
+
+    @property
+    def camera_names(self) -> list[str]:
+        return [c.name for c in self.cameras]
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+_TOP_KEYS = {"rate_hz", "sync_tolerance_ms", "latency_budget_ms", "model", "outputs", "cameras"}
+_MODEL_KEYS = {"bundle", "backend", "precision", "device", "score_threshold", "top_k", "allow_cpu_resize"}
+_OUTPUT_KEYS = {"dir", "jsonl", "video", "live"}
+_CAMERA_KEYS = {"name", "source", "fps", "resolution", "loop", "reconnect_interval_s", "reconnect_attempts"}
+
+
+def load_rig(path: str | Path) -> Rig:
+    """Read a rig TOML file; relative paths in it are taken relative to its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RigConfigError(f"rig file {path} does not exist; see docs/rig.example.toml for one") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RigConfigError(f"cannot read rig file {path}: {exc}") from exc
+    return parse_rig(text, source=str(path), base_dir=path.resolve().parent)
+
+
+def parse_rig(text: str, *, source: str = "rig.toml", base_dir: str | Path = ".") -> Rig:
+    """A rig from TOML text; ``source`` names it in error messages."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # its message carries "(at line L, column C)"
+        raise RigConfigError(f"{source}: not valid TOML: {exc}") from None
+    f = _Fields(source)
+    f.known(raw, _TOP_KEYS, "")
+    cams_raw = raw.get("cameras")
+    if not isinstance(cams_raw, list) or not cams_raw:
+        raise RigConfigError(f"{source}: no cameras; add at least one [[cameras]] table with name, source and fps")
+    cameras = tuple(_camera(f, c, i) for i, c in enumerate(cams_raw))
+    names = [c.name for c in cameras]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise RigConfigError(f"{source}: camera names must be unique; repeated: {', '.join(dupes)}")
+    return Rig(
+        cameras=cameras,
+        model=_model(f, f.table(raw, "model")),
+        rate_hz=f.number(raw, "rate_hz", "rate_hz", default=10.0, minimum=0.0),
+        sync_tolerance_ms=f.number(raw, "sync_tolerance_ms", "sync_tolerance_ms", default=50.0, minimum=0.0),
+        latency_budget_ms=f.number(raw, "latency_budget_ms", "latency_budget_ms", default=100.0, positive=True),
+        outputs=_outputs(f, f.table(raw, "outputs")),
+        base_dir=Path(base_dir),
+    )
+
+
+def _camera(f: _Fields, raw: Any, i: int) -> Camera:
+    where = f"cameras[{i}]"
+    if not isinstance(raw, dict):
+        raise RigConfigError(f"{f.source}: {where}: expected a table with name, source and fps, got {raw!r}")
+    f.known(raw, _CAMERA_KEYS, where)
+    return Camera(
+        name=f.string(raw, "name", f"{where}.name", required=True),
+        source=f.string(raw, "source", f"{where}.source", required=True),
+        fps=f.number(raw, "fps", f"{where}.fps", required=True, positive=True),
+        resolution=f.size(raw, "resolution", f"{where}.resolution"),
+        loop=f.boolean(raw, "loop", f"{where}.loop", default=False),
+        reconnect_interval_s=f.number(raw, "reconnect_interval_s", f"{where}.reconnect_interval_s", default=1.0,
+                                      minimum=0.0),
+        reconnect_attempts=int(f.number(raw, "reconnect_attempts", f"{where}.reconnect_attempts", default=0,
+                                        minimum=0.0, integer=True)),
+    )
+
+
+def _model(f: _Fields, raw: dict) -> ModelConfig:
+    f.known(raw, _MODEL_KEYS, "model")
+    backend = f.string(raw, "backend", "model.backend", default="onnxruntime")
+    if backend not in BACKEND_KINDS:
+        raise RigConfigError(f"{f.source}: model.backend: expected one of {', '.join(BACKEND_KINDS)}, got {backend!r}")
+    precision = f.string(raw, "precision", "model.precision", default="fp32")
+    if precision.lower() not in {p.value for p in Precision}:
+        raise RigConfigError(f"{f.source}: model.precision: expected one of "
+                             f"{', '.join(p.value for p in Precision)}, got {precision!r}")
+    bundle = f.string(raw, "bundle", "model.bundle", default="")
+    threshold = f.number(raw, "score_threshold", "model.score_threshold", default=0.3, minimum=0.0)
+    if threshold > 1:
+        raise RigConfigError(f"{f.source}: model.score_threshold: expected a number in 0..1, got {threshold!r}")
+    return ModelConfig(
+        bundle=Path(bundle) if bundle else None,
+        backend=backend,
+        precision=Precision(precision.lower()),
+        device=f.string(raw, "device", "model.device", default="") or None,
+        score_threshold=threshold,
+        top_k=int(f.number(raw, "top_k", "model.top_k", default=100, positive=True, integer=True)),
+        allow_cpu_resize=f.boolean(raw, "allow_cpu_resize", "model.allow_cpu_resize", default=False),
+    )
+
+
+def _outputs(f: _Fields, raw: dict) -> Outputs:
+    f.known(raw, _OUTPUT_KEYS, "outputs")
+    video = f.string(raw, "video", "outputs.video", default="none")
+    modes = [m.value for m in VideoMode]
+    if video not in modes:
+        raise RigConfigError(f"{f.source}: outputs.video: expected one of {', '.join(modes)}, got {video!r}")
+    out_dir = f.string(raw, "dir", "outputs.dir", default="")
+    jsonl = f.string(raw, "jsonl", "outputs.jsonl", default="frames.jsonl")
+    return Outputs(dir=Path(out_dir) if out_dir else None, jsonl=jsonl or None, video=VideoMode(video),
+                   live=f.boolean(raw, "live", "outputs.live", default=True))
+
+
+class _Fields:
+    """Typed reads of TOML values; every failure names the field and what would be right."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, where: str, expected: str, got: Any) -> RigConfigError:
+        return RigConfigError(f"{self.source}: {where}: expected {expected}, got {_show(got)}")
+
+    def known(self, raw: dict, keys: set[str], where: str) -> None:
+        unknown = sorted(set(raw) - keys)
+        if unknown:
+            at = f" in {where}" if where else ""
+            raise RigConfigError(f"{self.source}: unknown key {unknown[0]!r}{at}; known keys: {', '.join(sorted(keys))}")
+
+    def table(self, raw: dict, key: str) -> dict:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, f"a [{key}] table", value)
+        return value
+
+    def string(self, raw: dict, key: str, where: str, *, required: bool = False, default: str = "") -> str:
+        if key not in raw:
+            if required:
+                raise RigConfigError(f"{self.source}: {where}: missing; it is required")
+            return default
+        value = raw[key]
+        if not isinstance(value, str) or (required and not value.strip()):
+            raise self.fail(where, "a non-empty string" if required else "a string", value)
+        return value
+
+    def number(self, raw: dict, key: str, where: str, *, required: bool = False, default: float = 0.0,
+               positive: bool = False, minimum: float | None = None, integer: bool = False) -> float:
+        if key not in raw:
+            if required:
+                raise RigConfigError(f"{self.source}: {where}: missing; it is required")
+            return default
+        value = raw[key]
+        kind = "an integer" if integer else "a number"
+        if positive:
+            kind = f"a positive {'integer' if integer else 'number'}"
+        elif minimum is not None:
+            kind = f"{kind} >= {minimum:g}"
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (not integer or float(value).is_integer())
+        ok = ok and (not positive or value > 0) and (minimum is None or value >= minimum)
+        if not ok:
+            raise self.fail(where, kind, value)
+        return float(value)
+
+    def boolean(self, raw: dict, key: str, where: str, *, default: bool) -> bool:
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(where, "true or false", value)
+        return value
+
+    def size(self, raw: dict, key: str, where: str) -> tuple[int, int] | None:
+        if key not in raw:
+            return None
+        value = raw[key]
+        ok = (isinstance(value, list) and len(value) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
+        if not ok:
+            raise self.fail(where, "[height, width] in pixels, e.g. [256, 448]", value)
+        return int(value[0]), int(value[1])
+
+
+def _show(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+# ---- building ---------------------------------------------------------------------------------
+
+def synthetic_rig(cameras: int = 6, *, fps: float = 10.0, size: tuple[int, int] = (256, 448), seed: int = 0,
+                  loop: int = 0, rate_hz: float | None = None, sync_tolerance_ms: float = 50.0,
+                  latency_budget_ms: float = 100.0, model: ModelConfig | None = None,
+                  outputs: Outputs | None = None) -> Rig:
+    """A rig of the first ``cameras`` synthetic cameras (``vitdeploy.data.scenes``), no file needed.
+
+    ``size`` is (H, W) pixels; ``loop`` > 0 renders that many ticks once and replays them (cheap
+    frames for benchmarks); ``rate_hz`` defaults to ``fps`` (0: free-running).
+    """
+    from vitdeploy.runtime.sources.synthetic import synthetic_camera_names
+
+    names = synthetic_camera_names(cameras)
+    h, w = size
+    query = f"size={h}x{w}&seed={seed}" + (f"&loop={loop}" if loop else "")
+    cams = tuple(Camera(name=n, source=f"synthetic://{n}?{query}", fps=fps, resolution=(h, w)) for n in names)
+    return Rig(cameras=cams, model=model or ModelConfig(), rate_hz=fps if rate_hz is None else rate_hz,
+               sync_tolerance_ms=sync_tolerance_ms, latency_budget_ms=latency_budget_ms,
+               outputs=outputs or Outputs())

@@ -1,0 +1,195 @@
+"""``run_rig``: a rig's cameras through a bundle's model into JSONL, video and a live view.
+
+This is the library function behind `vitdeploy run`; `bench`, `eval` and the demo call it too.
+It opens what it is not given (bundle, backend, sources, sinks), runs the pipeline until a frame
+limit, a duration, a stop event, Ctrl-C or the end of every source, always closes the files, and
+returns a ``RunSummary`` with the raw per-set latencies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vitdeploy.bundle import Bundle
+from vitdeploy.errors import BackendError, BundleError, DataError
+from vitdeploy.runtime.backends import open_backend
+from vitdeploy.runtime.backends.base import Backend
+from vitdeploy.runtime.pipeline import Pipeline, QueuePolicy
+from vitdeploy.runtime.results import Decoder
+from vitdeploy.runtime.rig import Rig, VideoMode
+from vitdeploy.runtime.sinks import JsonlSink, LiveView, Sink, VideoSink
+from vitdeploy.runtime.sources import Source, open_source
+from vitdeploy.runtime.stats import RunSummary, Stats
+from vitdeploy.runtime.sync import Synchronizer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from torch import nn
+
+#: How long stopping may take: in-flight sets drain, then threads are left behind, seconds.
+STOP_TIMEOUT_S = 10.0
+
+
+@contextlib.contextmanager
+def stop_on_sigint(event: threading.Event) -> Iterator[None]:
+    """While inside, the first Ctrl-C sets ``event`` (a clean stop); a second one raises
+    ``KeyboardInterrupt`` as usual. Does nothing outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def resolve_bundle(rig: Rig, bundle: Bundle | str | Path | None) -> Bundle:
+    """``bundle`` if given, else the rig's ``[model] bundle`` (relative to the rig file)."""
+    if isinstance(bundle, Bundle):
+        return bundle
+    if bundle is not None:
+        return Bundle.open(bundle)
+    if rig.model.bundle is None:
+        raise BundleError("no bundle: give one (`vitdeploy run BUNDLE ...`) or set [model] bundle in the rig file")
+    path = rig.model.bundle if rig.model.bundle.is_absolute() else rig.base_dir / rig.model.bundle
+    return Bundle.open(path)
+
+
+def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, backend: Backend | None = None,
+            model: nn.Module | None = None, out: str | Path | None = None, max_frames: int | None = None,
+            duration: float | None = None, stop_event: threading.Event | None = None,
+            sources: dict[str, Source] | None = None, console: Console | None = None,
+            handle_sigint: bool = True) -> RunSummary:
+    """Run ``rig`` and return what happened.
+
+    Args:
+        bundle: the bundle (or its folder); default the rig's ``[model] bundle``.
+        backend: an open backend to use (not closed here, so a caller can reuse it); default one
+            opened from the rig's ``[model]`` backend, precision and device (``model``: the built
+            PyTorch model, for the torch backend) and closed at the end.
+        out: folder for the JSONL and videos; default the rig's ``[outputs] dir``.
+        max_frames: stop after this many frame sets reached the sinks.
+        duration: stop after this many seconds.
+        stop_event: set it (from any thread) to stop cleanly.
+        sources: camera name -> a source to use instead of the one its URI names (tests, custom
+            drivers); not started yet.
+        console: a rich console for the live view (shown when the rig's ``[outputs] live`` is on).
+        handle_sigint: the first Ctrl-C stops cleanly (main thread only).
+    """
+    if max_frames is not None and max_frames < 1:
+        raise DataError(f"max_frames must be at least 1, got {max_frames}")
+    if duration is not None and not duration > 0:
+        raise DataError(f"duration must be a positive number of seconds, got {duration}")
+    bundle = resolve_bundle(rig, bundle)
+    manifest = bundle.manifest
+    decoder = Decoder(manifest, score_threshold=rig.model.score_threshold, top_k=rig.model.top_k)
+    if len(rig.cameras) > manifest.max_cameras:
+        raise BackendError(f"the rig has {len(rig.cameras)} cameras, bundle {bundle.path} takes 1..{manifest.max_cameras}; "
+                           f"re-export it with --max-cameras {len(rig.cameras)}")
+    overrides = dict(sources or {})
+    unknown = sorted(set(overrides) - set(rig.camera_names))
+    if unknown:
+        raise DataError(f"sources given for cameras {unknown} that the rig does not have: {rig.camera_names}")
+    free_running = rig.rate_hz <= 0
+    cams = [overrides.get(c.name) or open_source(c, paced=not free_running, base_dir=rig.base_dir)
+            for c in rig.cameras]
+
+    out_dir = _output_dir(rig, out)
+    stop = stop_event or threading.Event()
+    interrupted = threading.Event()
+    owned_backend = backend is None
+    sinks: list[Sink] = []
+    live: LiveView | None = None
+    started = time.monotonic()
+    pipeline: Pipeline | None = None
+    stopped_by = "stop"
+    try:
+        if backend is None:
+            backend = open_backend(rig.model.backend, bundle, precision=rig.model.precision,
+                                   device=rig.model.device, model=model)
+        if rig.outputs.jsonl:
+            sinks.append(JsonlSink(out_dir / rig.outputs.jsonl, class_names=list(manifest.class_names),
+                                   budget_ms=rig.latency_budget_ms))
+        if rig.outputs.video is not VideoMode.NONE:
+            fps = rig.rate_hz if rig.rate_hz > 0 else max(c.fps for c in rig.cameras)
+            sinks.append(VideoSink(out_dir, mosaic=rig.outputs.video is VideoMode.MOSAIC, fps=fps,
+                                   class_names=list(manifest.class_names)))
+        stats = Stats(cams, budget_ms=rig.latency_budget_ms)
+        epoch = time.monotonic()
+        sync = Synchronizer(cams, rate_hz=rig.rate_hz, tolerance_s=rig.sync_tolerance_ms / 1e3,
+                            fallback_size=tuple(manifest.image_size), epoch=epoch)
+        pipeline = Pipeline(synchronizer=sync, backend=backend, decoder=decoder,
+                            preprocessing=manifest.preprocessing, sinks=sinks, stats=stats,
+                            policy=QueuePolicy.BLOCK if free_running else QueuePolicy.DROP_OLDEST,
+                            max_sets=max_frames, allow_resize=rig.model.allow_cpu_resize)
+        if console is not None and rig.outputs.live:
+            live = LiveView(stats, dropped=lambda: sum(pipeline.dropped.values()), console=console)
+        sigint = stop_on_sigint(interrupted) if handle_sigint else contextlib.nullcontext()
+        with sigint:
+            for s in cams:
+                s.start(epoch)
+            started = time.monotonic()
+            pipeline.start()
+            if live is not None:
+                live.start()
+            while not pipeline.done.wait(0.05):
+                if stop.is_set() or interrupted.is_set():
+                    stopped_by = "interrupted" if interrupted.is_set() else "stop"
+                    break
+                if duration is not None and time.monotonic() - started >= duration:
+                    stopped_by = "duration"
+                    break
+            else:
+                if pipeline.error is not None:
+                    stopped_by = "error"
+                elif max_frames is not None and pipeline.sets_out >= max_frames:
+                    stopped_by = "max-frames"
+                else:
+                    stopped_by = "sources finished"
+            pipeline.stop()
+            pipeline.done.wait(STOP_TIMEOUT_S)
+        backend_info = backend.describe()
+    finally:
+        if pipeline is not None:
+            pipeline.stop()
+            pipeline.join(STOP_TIMEOUT_S)
+        for s in cams:
+            s.stop(timeout=0.5)
+        if live is not None:
+            live.close()
+        for sink in sinks:
+            sink.close()
+        if owned_backend and backend is not None:
+            backend.close()
+    if pipeline.error is not None:
+        exc = pipeline.error
+        exc.add_note(f"(in the pipeline's {pipeline.error_stage} stage)")
+        raise exc
+    files = [f for sink in sinks for f in sink.files()]
+    return stats.summary(dropped=pipeline.dropped, empty_ticks=sync.empty_ticks, stopped_by=stopped_by,
+                         duration_s=time.monotonic() - started,
+                         jsonl=next((f for f in files if f.suffix == ".jsonl"), None),
+                         videos=[f for f in files if f.suffix == ".mp4"], backend=backend_info)
+
+
+def _output_dir(rig: Rig, out: str | Path | None) -> Path:
+    if out is not None:
+        return Path(out)
+    if rig.outputs.dir is not None:
+        return rig.outputs.dir if rig.outputs.dir.is_absolute() else rig.base_dir / rig.outputs.dir
+    if rig.outputs.jsonl or rig.outputs.video is not VideoMode.NONE:
+        raise DataError("no output folder: pass out=... (`--out DIR`) or set [outputs] dir in the rig file")
+    return Path(".")

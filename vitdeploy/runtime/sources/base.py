@@ -1,0 +1,281 @@
+"""A camera source: one thread that reads frames into a small newest-first buffer.
+
+The thread is the only place a camera can block, so one camera that stalls, errors or ends never
+holds up the others (DESIGN.md decision 6). Its health is reported, not raised: ``ok``, ``stalled``
+(no frame for ``stall_timeout_s``), ``reconnecting`` (a live capture being reopened), ``ended``
+(a file ran out) or ``failed`` (gave up), with the last error.
+
+Pacing: a *paced* file or synthetic source publishes frame k at ``epoch + k / fps`` seconds, like a
+hardware-triggered camera (all cameras share the epoch, so their frames line up). An *unpaced* one
+(free-running rigs) publishes the next frame as soon as the last was taken, so offline runs and
+benchmarks skip nothing and never spin. Live captures deliver at the device's own rate.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import enum
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from vitdeploy.errors import DataError
+
+
+class Health(str, enum.Enum):
+    STARTING = "starting"
+    OK = "ok"
+    STALLED = "stalled"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        """The source will deliver no more frames."""
+        return self in (Health.ENDED, Health.FAILED)
+
+
+class FrameError(DataError):
+    """One unreadable frame; the source skips it, counts it as corrupt and reads on."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One camera frame: ``image`` (H, W, 3) uint8 RGB, captured at ``capture_time`` seconds
+    (``time.monotonic``). ``index`` counts the frames this source delivered, from 0."""
+
+    camera: str
+    index: int
+    image: np.ndarray
+    capture_time: float
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """A snapshot of a source for reports: frames delivered, frames skipped as corrupt, reopenings."""
+
+    camera: str
+    health: Health
+    frames: int
+    corrupt: int
+    reconnects: int
+    last_error: str | None
+    last_frame_age_s: float | None
+
+
+class Source(abc.ABC):
+    """Subclasses implement ``_open``, ``_read`` and ``_close``; this class runs them in a thread.
+
+    ``_read`` returns an (H, W, 3) uint8 RGB frame, None at the end of the stream, raises
+    ``FrameError`` for one bad frame, and any other exception for a broken stream. Frames of the
+    wrong shape or dtype are counted as corrupt and skipped, never handed on.
+    """
+
+    #: live sources (cameras, network streams) are reopened when they end or fail
+    live: bool = False
+
+    def __init__(self, camera: str, *, fps: float, paced: bool = True, buffer: int = 2,
+                 stall_timeout_s: float | None = None, reconnect_interval_s: float = 1.0,
+                 reconnect_attempts: int = 0):
+        if buffer < 1:
+            raise DataError(f"source {camera!r}: buffer must hold at least 1 frame, got {buffer}")
+        self.camera = camera
+        self.fps = float(fps)
+        self.paced = paced
+        # Half a second or five frame periods without a frame, whichever is longer, is a stall.
+        self.stall_timeout_s = stall_timeout_s if stall_timeout_s is not None else max(0.5, 5.0 / max(fps, 1e-6))
+        self.reconnect_interval_s = reconnect_interval_s
+        self.reconnect_attempts = reconnect_attempts
+        self._frames: collections.deque[Frame] = collections.deque(maxlen=buffer)
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listeners: list[threading.Condition] = []
+        self._health = Health.STARTING
+        self._delivered = 0
+        self._taken = -1  # index of the newest frame a consumer took
+        self._corrupt = 0
+        self._reconnects = 0
+        self._last_error: str | None = None
+        self._last_frame_time: float | None = None
+        self._started_at = 0.0
+
+    # ---- what subclasses implement ------------------------------------------------------------
+    @abc.abstractmethod
+    def _open(self) -> None: ...
+
+    @abc.abstractmethod
+    def _read(self) -> np.ndarray | None: ...
+
+    def _close(self) -> None:  # noqa: B027 - sources without resources need not override
+        """Release the stream."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def add_listener(self, cond: threading.Condition) -> None:
+        """``cond.notify_all()`` is called after every new frame and every change of health."""
+        self._listeners.append(cond)
+
+    def start(self, epoch: float | None = None) -> None:
+        """Start reading; paced frames are due at ``epoch + k / fps`` (``time.monotonic`` seconds)."""
+        if self._thread is not None:
+            return
+        self._started_at = time.monotonic() if epoch is None else epoch
+        self._thread = threading.Thread(target=self._run, name=f"source-{self.camera}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the thread to stop and wait up to ``timeout`` seconds; a read blocked in a driver
+        is left behind (the thread is a daemon) rather than holding up the rig."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ---- what consumers call ------------------------------------------------------------------
+    def newest(self) -> Frame | None:
+        with self._cond:
+            return self._frames[-1] if self._frames else None
+
+    def take(self, frame: Frame) -> None:
+        """Mark ``frame`` (and everything before it) consumed; an unpaced source then reads on."""
+        with self._cond:
+            if frame.index > self._taken:
+                self._taken = frame.index
+                self._cond.notify_all()
+
+    @property
+    def taken(self) -> int:
+        return self._taken
+
+    def health(self) -> Health:
+        with self._cond:
+            state = self._health
+            if state in (Health.OK, Health.STARTING):
+                last = self._last_frame_time if self._last_frame_time is not None else self._started_at
+                if self._started_at and time.monotonic() - last > self.stall_timeout_s:
+                    return Health.STALLED
+            return state
+
+    def status(self) -> SourceStatus:
+        health = self.health()
+        with self._cond:
+            age = None if self._last_frame_time is None else time.monotonic() - self._last_frame_time
+            return SourceStatus(camera=self.camera, health=health, frames=self._delivered, corrupt=self._corrupt,
+                                reconnects=self._reconnects, last_error=self._last_error, last_frame_age_s=age)
+
+    # ---- the thread ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            error = None
+            try:
+                self._open()
+                delivered_before = self._delivered
+                self._pump()
+                if self._delivered > delivered_before:
+                    failures = 0
+            except Exception as exc:  # any driver error: report it and decide below
+                error = f"{type(exc).__name__}: {exc}"
+            finally:
+                try:
+                    self._close()
+                except Exception as exc:
+                    error = error or f"closing: {type(exc).__name__}: {exc}"
+            if self._stop.is_set():
+                return
+            if error is not None:
+                self._set_error(error)
+            failures += 1
+            if not self.live or (self.reconnect_attempts and failures > self.reconnect_attempts):
+                if self.live:
+                    self._set_error(f"gave up after {failures} attempts; last error: {self._last_error}")
+                self._set_health(Health.FAILED if error is not None or self.live else Health.ENDED)
+                return
+            self._set_health(Health.RECONNECTING)
+            self._reconnects += 1
+            self._stop.wait(self.reconnect_interval_s)
+
+    def _pump(self) -> None:
+        """Read until the stream ends (return) or breaks (raise)."""
+        period = 1.0 / self.fps if self.fps > 0 else 0.0
+        k = 0
+        while not self._stop.is_set():
+            try:
+                image = self._read()
+            except FrameError as exc:
+                self._count_corrupt(str(exc))
+                continue
+            if image is None:
+                return
+            problem = _check_frame(image)
+            if problem:
+                self._count_corrupt(problem)
+                continue
+            if self.live:
+                pass  # the device sets the pace
+            elif self.paced and period:
+                due = self._started_at + k * period
+                now = time.monotonic()
+                if now - due > period:  # fell behind (slow read): skip ahead rather than burst
+                    k = int((now - self._started_at) / period)
+                    due = self._started_at + k * period
+                k += 1
+                if self._stop.wait(max(0.0, due - time.monotonic())):
+                    return
+            elif not self._wait_taken():
+                return
+            self._publish(image)
+
+    def _wait_taken(self) -> bool:
+        """Unpaced: wait until the consumer took the last frame; False when stopping."""
+        with self._cond:
+            while self._taken < self._delivered - 1 and not self._stop.is_set():
+                self._cond.wait(0.1)
+        return not self._stop.is_set()
+
+    def _publish(self, image: np.ndarray) -> None:
+        now = time.monotonic()
+        with self._cond:
+            self._frames.append(Frame(self.camera, self._delivered, image, now))
+            self._delivered += 1
+            self._last_frame_time = now
+            self._health = Health.OK
+        self._notify()
+
+    def _count_corrupt(self, message: str) -> None:
+        with self._cond:
+            self._corrupt += 1
+            self._last_error = f"corrupt frame: {message}"
+
+    def _set_error(self, message: str) -> None:
+        with self._cond:
+            self._last_error = message
+
+    def _set_health(self, health: Health) -> None:
+        with self._cond:
+            self._health = health
+        self._notify()
+
+    def _notify(self) -> None:
+        for cond in self._listeners:
+            with cond:
+                cond.notify_all()
+
+
+def _check_frame(image: object) -> str | None:
+    """Why ``image`` is not an (H, W, 3) uint8 frame, or None when it is."""
+    if not isinstance(image, np.ndarray):
+        return f"expected a numpy array, got {type(image).__name__}"
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        return f"expected shape (H, W, 3), got {image.shape}"
+    if image.dtype != np.uint8:
+        return f"expected dtype uint8, got {image.dtype}"
+    return None

@@ -1,0 +1,193 @@
+"""The synchroniser: one ``FrameSet`` per tick from each camera's newest frame.
+
+At each tick (every ``1 / rate_hz`` seconds; free-running rigs tick as soon as any camera has a
+new frame) the synchroniser takes every camera's newest frame not used before. A camera that has
+none yet is waited for at most ``tolerance`` seconds, and only if it was present in the last set
+(a camera already known to be late or broken is never waited for). A frame captured more than
+``tolerance`` before the newest frame of the set is too far apart to fuse and counts as missing.
+A missing camera keeps its slot — filled with its last good frame (zeros before it ever delivered)
+and marked missing — so the batch always has one image per camera.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vitdeploy.runtime.sources.base import Frame, Health, Source
+
+#: How long the first set waits for every camera's first frame (opening files, first render), s.
+STARTUP_TIMEOUT_S = 10.0
+
+
+@dataclass
+class CameraSlot:
+    """One camera in a set: ``image`` (H, W, 3) uint8 RGB; ``capture_time`` monotonic seconds, or
+    None when missing (then ``image`` is the last good frame or zeros and must not be reported)."""
+
+    camera: str
+    image: np.ndarray
+    missing: bool
+    health: Health
+    capture_time: float | None = None
+    frame_index: int | None = None
+
+
+@dataclass
+class FrameSet:
+    """One synchronised set of camera frames and, as it moves through the pipeline, its results.
+
+    ``stamps`` holds ``time.monotonic`` seconds for ``tick`` (when the set was due), ``sync`` (when
+    it was assembled) and the start and end of every stage (``preprocess_start``, ...). ``skew_ms``
+    is max - min capture time of the present cameras, ms.
+    """
+
+    index: int
+    slots: list[CameraSlot]
+    skew_ms: float
+    stamps: dict[str, float] = field(default_factory=dict)
+    batch: np.ndarray | None = None  # (N, 3, h, w) model input
+    letterboxes: list[Any] | None = None
+    outputs: dict[str, np.ndarray] | None = None
+    results: list[Any] | None = None  # per camera, from vitdeploy.runtime.results
+
+    @property
+    def cameras(self) -> list[str]:
+        return [s.camera for s in self.slots]
+
+    @property
+    def missing(self) -> list[str]:
+        return [s.camera for s in self.slots if s.missing]
+
+    @property
+    def oldest_capture(self) -> float | None:
+        times = [s.capture_time for s in self.slots if s.capture_time is not None]
+        return min(times) if times else None
+
+
+class Synchronizer:
+    """Assembles frame sets from ``sources``. ``rate_hz`` 0 is free-running; ``tolerance_s`` is
+    the sync tolerance in seconds; ``fallback_size`` (H, W) pixels sizes the zero frame of a camera
+    that never delivered."""
+
+    def __init__(self, sources: list[Source], *, rate_hz: float, tolerance_s: float,
+                 fallback_size: tuple[int, int], epoch: float | None = None,
+                 startup_timeout_s: float = STARTUP_TIMEOUT_S):
+        """``epoch`` (monotonic seconds): the paced sources' shared start, so ticks fall on frames."""
+        self.sources = sources
+        self.rate_hz = rate_hz
+        self.tolerance_s = tolerance_s
+        self.fallback_size = fallback_size
+        self.startup_timeout_s = startup_timeout_s
+        self.empty_ticks = 0  # ticks where no camera had a usable frame (no set emitted)
+        self._cond = threading.Condition()
+        for s in sources:
+            s.add_listener(self._cond)
+        self._last_good: dict[str, np.ndarray] = {}
+        self._used: dict[str, int] = {s.camera: -1 for s in sources}
+        self._present_last: set[str] = {s.camera for s in sources}
+        self._count = 0
+        self._t0: float | None = epoch
+        self._tick = 0
+
+    def all_finished(self) -> bool:
+        """Every source ended or failed, and every frame they delivered was used."""
+        return all(s.health().finished and self._fresh(s) is None for s in self.sources)
+
+    def next_set(self, stop: threading.Event) -> FrameSet | None:
+        """Block until the next set is due and assembled; None when ``stop`` is set or every
+        source has finished."""
+        while not stop.is_set():
+            tick = self._wait_for_tick(stop)
+            if tick is None:
+                return None
+            first = self._count == 0
+            limit = self.startup_timeout_s if first else self.tolerance_s
+            self._wait_for_cameras(stop, time.monotonic() + limit, everyone=first)
+            fs = self._assemble(tick)
+            if fs is not None:
+                return fs
+            self.empty_ticks += 1
+            if self.all_finished():
+                return None
+        return None
+
+    # ---- steps --------------------------------------------------------------------------------
+    def _fresh(self, source: Source) -> Frame | None:
+        frame = source.newest()
+        return frame if frame is not None and frame.index > self._used[source.camera] else None
+
+    def _wait_for_tick(self, stop: threading.Event) -> float | None:
+        if self.rate_hz > 0:
+            now = time.monotonic()
+            if self._t0 is None:
+                self._t0 = now
+            period = 1.0 / self.rate_hz
+            due = self._t0 + self._tick * period
+            if now - due > period:  # the pipeline fell behind: skip missed ticks, do not burst
+                self._tick = int((now - self._t0) / period)
+                due = self._t0 + self._tick * period
+            self._tick += 1
+            if stop.wait(max(0.0, due - now)):
+                return None
+            return due
+        with self._cond:  # free-running: the tick is the first new frame of any camera
+            while not stop.is_set():
+                if any(self._fresh(s) is not None for s in self.sources):
+                    return time.monotonic()
+                if self.all_finished():
+                    return None
+                self._cond.wait(0.05)
+        return None
+
+    def _wait_for_cameras(self, stop: threading.Event, deadline: float, *, everyone: bool) -> None:
+        def waiting_for() -> list[Source]:
+            return [s for s in self.sources
+                    if self._fresh(s) is None and not s.health().finished
+                    and (everyone or s.camera in self._present_last)]
+
+        with self._cond:
+            while not stop.is_set() and waiting_for():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._cond.wait(min(remaining, 0.05))
+
+    def _assemble(self, tick: float) -> FrameSet | None:
+        frames = {s.camera: self._fresh(s) for s in self.sources}
+        captured = [f.capture_time for f in frames.values() if f is not None]
+        if not captured:
+            return None
+        newest = max(captured)
+        slots, present = [], []
+        for s in self.sources:
+            frame = frames[s.camera]
+            health = s.health()
+            if frame is not None and newest - frame.capture_time <= self.tolerance_s:
+                s.take(frame)
+                self._used[s.camera] = frame.index
+                self._last_good[s.camera] = frame.image
+                slots.append(CameraSlot(s.camera, frame.image, False, health, frame.capture_time, frame.index))
+                present.append(frame.capture_time)
+            else:
+                if frame is not None:  # too far apart from the others: skip it, take a newer one next tick
+                    s.take(frame)
+                    self._used[s.camera] = frame.index
+                slots.append(CameraSlot(s.camera, self._fill(s.camera), True, health))
+        self._present_last = {slot.camera for slot in slots if not slot.missing}
+        fs = FrameSet(index=self._count, slots=slots, skew_ms=(max(present) - min(present)) * 1e3,
+                      stamps={"tick": tick, "sync": time.monotonic()})
+        self._count += 1
+        return fs
+
+    def _fill(self, camera: str) -> np.ndarray:
+        image = self._last_good.get(camera)
+        if image is None:
+            h, w = self.fallback_size
+            image = np.zeros((h, w, 3), np.uint8)
+            self._last_good[camera] = image
+        return image
