@@ -78,3 +78,28 @@ def test_fuse_needs_a_source_size(tmp_path):
     with pytest.raises(ExportError, match="needs --source-size"):
         export_model("vit-test-detr", out=tmp_path, fuse_preprocess=True)
     assert not any(tmp_path.iterdir())
+
+
+def test_fused_bundle_calibrates_with_the_graph_doing_the_preprocessing(tmp_path):
+    from vitdeploy.calibration import calibrate_bundle
+
+    b = export_model("vit-test-detr", out=tmp_path / "b", max_cameras=4, fuse_preprocess=True,
+                     source_size=(108, 192)).bundle
+    fused_nodes = set(b.manifest.preprocessing.fused_nodes)
+    for precision in ("fp16", "int8"):
+        result = calibrate_bundle(b.path, precision=precision, samples=16, heldout=8)
+        model = onnx.load(result.onnx_path)
+        assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        producers = {o: n for n in model.graph.node for o in n.output}
+        for node in model.graph.node:
+            if node.name in fused_nodes:
+                # the preprocessing subgraph stays FP32: no Cast to FP16 and no Q/DQ feeding it
+                assert not any(producers.get(i) is not None and producers[i].op_type in
+                               ("QuantizeLinear", "DequantizeLinear") for i in node.input), node.name
+                if node.op_type == "Cast":
+                    to = next(a.i for a in node.attribute if a.name == "to")
+                    assert to == onnx.TensorProto.FLOAT, node.name
+        session = ort_session(result.onnx_path)
+        for cams in (1, 4):
+            raw = np.random.default_rng(cams).integers(0, 256, (cams, 108, 192, 3), dtype=np.uint8)
+            assert session.run(None, {"frames": raw})[0].shape[0] == cams

@@ -186,7 +186,8 @@ def calibrate_bundle(bundle_path: str | Path, *, precision: Precision | str, dat
         try:
             conv = _convert(precision, src, out, log=log, calib=calib, layers=layers, plan=plan, recipe=recipe,
                             scorer=scorer, min_agreement=min_agreement, sensitivity=sensitivity,
-                            auto=auto_fallback, progress=progress)
+                            auto=auto_fallback, progress=progress,
+                            keep_fp32=tuple(bundle.manifest.preprocessing.fused_nodes))
         except CalibrationError as exc:
             raise CalibrationError(f"{exc}\n(full log: {_keep_log(log, bundle.path)})") from exc
 
@@ -240,12 +241,13 @@ def _load(path: Path) -> onnx.ModelProto:
 
 def _convert(precision: Precision, src: Path, out: Path, *, log: Path, calib: CalibrationData, layers: list[Layer],
              plan: Placement | None, recipe: Int8Recipe, scorer: TaskScorer, min_agreement: float | None,
-             sensitivity: bool, auto: bool, progress: ProgressFn | None) -> _Conversion:
+             sensitivity: bool, auto: bool, progress: ProgressFn | None,
+             keep_fp32: tuple[str, ...] = ()) -> _Conversion:
     say = progress or (lambda _stage, _done, _total: None)
     if precision is Precision.FP16:
         say("converting to FP16 with ModelOpt AutoCast", 0, 0)
         return _Conversion(recipe=recipe, fp16=convert_fp16(src, out, calibration=calib.calibration, layers=layers,
-                                                            log_path=log))
+                                                            log_path=log, keep_fp32=keep_fp32))
     say(f"quantizing to INT8 with ModelOpt ({recipe.method.value} calibration, {calib.samples} frames)", 0, 0)
     conv = _Conversion(recipe=recipe, placement=quantize_int8(src, out, calibration=calib.calibration, placement=plan,
                                                               recipe=recipe, log_path=log))

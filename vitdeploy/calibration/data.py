@@ -8,8 +8,10 @@
 * an ``.npz`` of already preprocessed tensors keyed by graph input name, (N, ...) each,
 * ``synthetic``: vitdeploy's synthetic driving scenes (``vitdeploy.data.scenes``).
 
-Frames go through ``vitdeploy.runtime.preprocess.preprocess_frames`` with the bundle's
-``Preprocessing``, so INT8 scales are computed on exactly what the deployed model sees. Sampling is
+Frames go through ``vitdeploy.runtime.preprocess.prepare_batch`` with the bundle's
+``Preprocessing``, so INT8 scales are computed on exactly what the deployed model sees; for a
+bundle with preprocessing fused into the graph that means raw uint8 frames at the source size (the
+graph's own resize and normalisation then run inside calibration too). Sampling is
 seeded; the held-out frames (for the accuracy report) never overlap the calibration frames.
 """
 
@@ -27,7 +29,7 @@ import numpy as np
 
 from vitdeploy.bundle.manifest import Preprocessing, TensorSpec
 from vitdeploy.errors import DataError
-from vitdeploy.runtime.preprocess import preprocess_frames
+from vitdeploy.runtime.preprocess import prepare_batch
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 #: Fewer calibration frames than this cannot estimate activation ranges at all: an error.
@@ -268,13 +270,13 @@ def _preprocess(frames: Iterator[np.ndarray], count: int, *, spec: Preprocessing
     for frame in frames:
         batch.append(frame)
         if len(batch) == _BATCH:
-            out.append(preprocess_frames(batch, spec)[0])
+            out.append(prepare_batch(batch, spec, allow_resize=True)[0])
             done += len(batch)
             batch = []
             if progress:
                 progress(stage, done, count)
     if batch:
-        out.append(preprocess_frames(batch, spec)[0])
+        out.append(prepare_batch(batch, spec, allow_resize=True)[0])
         done += len(batch)
         if progress:
             progress(stage, done, count)
@@ -282,9 +284,6 @@ def _preprocess(frames: Iterator[np.ndarray], count: int, *, spec: Preprocessing
 
 
 def _image_input(inputs: list[TensorSpec], preprocessing: Preprocessing) -> TensorSpec:
-    if preprocessing.fused:
-        raise DataError("this bundle's graph takes raw uint8 frames (fused preprocessing); calibrating such "
-                        "graphs is not supported yet — export without fused preprocessing")
     images = [s for s in inputs if len(s.shape) == 4]
     if len(inputs) != 1 or not images:
         raise DataError(f"camera frames can only feed a graph with one image input; this graph takes "

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 
 from vitdeploy.calibration.int8 import FP32_OP_TYPES
-from vitdeploy.calibration.layers import Layer, output_tail
+from vitdeploy.calibration.layers import Layer, output_tail, restore_input_casts
 from vitdeploy.calibration.modelopt_runner import run_modelopt
 
 _FLOAT16 = onnx.TensorProto.FLOAT16
@@ -48,12 +48,14 @@ class Fp16Conversion:
 
 
 def convert_fp16(fp32_path: Path, out_path: Path, *, calibration: dict[str, np.ndarray], layers: list[Layer],
-                 log_path: Path) -> Fp16Conversion:
+                 log_path: Path, keep_fp32: tuple[str, ...] = ()) -> Fp16Conversion:
+    """``keep_fp32``: more node names to keep in FP32 (a fused preprocessing subgraph: cheap, and
+    pixel arithmetic gains nothing from FP16)."""
     model = onnx.load(str(fp32_path), load_external_data=False)
     tail = sorted(output_tail(model, layers))
     options = {
         "op_types_to_exclude": list(FP32_OP_TYPES),
-        "nodes_to_exclude": [f"^{re.escape(n)}$" for n in tail],
+        "nodes_to_exclude": [f"^{re.escape(n)}$" for n in [*tail, *keep_fp32]],
     }
     frames = max(1, min(_count(calibration), REFERENCE_BUDGET_BYTES // max(1, frame_bytes(model))))
     run_modelopt("fp16", onnx_path=fp32_path, output_path=out_path, options=options, log_path=log_path,
@@ -63,6 +65,7 @@ def convert_fp16(fp32_path: Path, out_path: Path, *, calibration: dict[str, np.n
     # onnxruntime trusts them and then fails at other camera counts ("Shape mismatch attempting
     # to re-use buffer"). Graph inputs/outputs keep their symbolic shapes; the rest is re-inferred.
     del converted.graph.value_info[:]
+    restore_input_casts(converted)
     onnx.save(converted, str(out_path))
     fp32_ops, fp16_ops = compute_precisions(converted)
     return Fp16Conversion(fp32_ops=fp32_ops, fp16_ops=fp16_ops, kept_output_nodes=tail, reference_frames=frames)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from vitdeploy.calibration.layers import GraphIndex, Layer, LayerKind
+from vitdeploy.calibration.layers import GraphIndex, Layer, LayerKind, restore_input_casts
 from vitdeploy.calibration.modelopt_runner import CalibrationError, run_modelopt
 
 DEFAULT_ATTENTION_TOKENS = 64
@@ -173,6 +173,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, *, calibration: dict[str, np.
                  log_path=log_path)
     model = onnx.load(str(out_path))
     isolate_qdq(model, set(placement.quantized))
+    restore_input_casts(model)
     onnx.save(model, str(out_path))
     actual = quantized_nodes(model)
     unexpected = actual - set(placement.quantized)

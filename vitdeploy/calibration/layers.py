@@ -245,3 +245,40 @@ def _output_tail(index: GraphIndex, layers: dict[str, Layer]) -> tuple[set[str],
                 nxt.extend(acts)
         frontier = nxt
     return found, seen
+
+
+_LAYOUT_OPS = {"Transpose", "Reshape", "Slice", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
+_INTEGER_TYPES = {onnx.TensorProto.UINT8, onnx.TensorProto.INT8, onnx.TensorProto.UINT16, onnx.TensorProto.INT16}
+
+
+def restore_input_casts(model: onnx.ModelProto) -> int:
+    """Put back the Cast to FP32 after an integer graph input (fused preprocessing's uint8 frames).
+
+    ModelOpt drops the graph's own casts to float and re-derives the ones it needs from types it
+    assumes are float, so an exported ``Cast(uint8 -> float)`` vanishes and arithmetic ops end up
+    fed uint8 (an invalid graph). This walks the integer tensors from the inputs through layout ops
+    and casts them to FP32 where arithmetic first reads them. Returns the number of casts added.
+    """
+    integer = {i.name for i in model.graph.input if i.type.tensor_type.elem_type in _INTEGER_TYPES}
+    if not integer:
+        return 0
+    nodes = list(model.graph.node)
+    for node in nodes:  # topological order: propagate integer-ness through layout ops
+        if node.op_type in _LAYOUT_OPS and node.input and node.input[0] in integer:
+            integer.update(node.output)
+    casts: dict[str, str] = {}
+    new_nodes: list[onnx.NodeProto] = []
+    for node in nodes:
+        if node.op_type not in _LAYOUT_OPS | {"Shape", "Size", "Cast"}:
+            for idx, name in enumerate(node.input):
+                if name in integer:
+                    if name not in casts:
+                        casts[name] = f"{name}_to_fp32"
+                        new_nodes.append(onnx.helper.make_node("Cast", [name], [casts[name]], to=onnx.TensorProto.FLOAT,
+                                                               name=f"{name}_cast_to_fp32"))
+                    node.input[idx] = casts[name]
+        new_nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    return len(casts)
+

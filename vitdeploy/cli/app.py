@@ -9,6 +9,7 @@ from vitdeploy.cli import (
     build_cmd,
     calibrate_cmd,
     data_cmd,
+    demo_cmd,
     eval_cmd,
     export_cmd,
     info_cmd,
@@ -42,6 +43,7 @@ app.command("build", epilog=build_cmd.EPILOG)(build_cmd.build)
 app.command("run", epilog=run_cmd.EPILOG)(run_cmd.run)
 app.command("bench", epilog=bench_cmd.EPILOG)(bench_cmd.bench)
 app.command("eval", epilog=eval_cmd.EPILOG)(eval_cmd.evaluate)
+app.command("demo", epilog=demo_cmd.EPILOG)(demo_cmd.demo)
 
 
 def main() -> None:
