@@ -8,8 +8,9 @@ can be rendered first, in any order, and gives the same pixels and labels.
 
 Labels come from what is visible: objects are painted far to near into an id buffer, so a mask
 holds only the pixels of an object that nothing nearer covers, and its box is that mask's extent.
-Objects with fewer than :data:`MIN_AREA_PX` visible pixels, or less than :data:`MIN_VISIBLE` of
-their in-frame silhouette visible, are painted but not labelled.
+Objects with fewer than :data:`MIN_AREA_PX` visible pixels, less than :data:`MIN_VISIBLE` of
+their in-frame silhouette visible, or a visible box shorter than :data:`MIN_HEIGHT_FRACTION` of the
+frame height, are painted but not labelled.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ __all__ = ["CAMERA_NAMES", "MIN_AREA_PX", "MIN_VISIBLE", "Annotation", "Lighting
 MIN_AREA_PX = 30
 #: Objects with less than this fraction of their in-frame silhouette visible are not labelled.
 MIN_VISIBLE = 0.25
+#: Objects whose visible box is shorter than this fraction of the frame height are painted but not
+#: labelled: too far away to matter to the planner, like KITTI's minimum box height (25 px of 375
+#: rows). 5% is 10 px at 192 rows, 13 px at 256, 36 px at 720.
+MIN_HEIGHT_FRACTION = 0.05
 _MIN_SIDE_PX = 32
 _NOISE_PAD = 32
 
@@ -197,6 +202,8 @@ class SceneGenerator:
             sub = ids[y0:y1, x0:x1] == p.object_id
             rows, cols = np.flatnonzero(sub.any(axis=1)), np.flatnonzero(sub.any(axis=0))
             box = (float(x0 + cols[0]), float(y0 + rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1))
+            if box[3] < MIN_HEIGHT_FRACTION * self.size[0]:
+                continue
             mask = None
             if self.with_masks:
                 mask = np.zeros(self.size, dtype=bool)
