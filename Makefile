@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/vitdeploy export vit-tiny-detr --out bundles/vit-tiny-detr --max-cameras 6
+	$(BIN)/vitdeploy demo --out runs/demo
 
 lint: setup
 	$(BIN)/ruff check vitdeploy tests tools

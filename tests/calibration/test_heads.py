@@ -14,8 +14,9 @@ CPU_RECIPE = Int8Recipe(high_precision=HighPrecision.FP32)
 
 @pytest.mark.parametrize(("model", "metric", "outputs"), [
     ("vit-test-mask", "mask_iou", {"head.class_embed", "head.mask_embed.fc2", "head.pixel_decoder.net.6", "head"}),
-    ("vit-test-cls", "top1", None),
-    ("vit-test-tab", "top1", None),
+    # classification heads share the encoder recipe with the detector: slow (run with -m slow)
+    pytest.param("vit-test-cls", "top1", None, marks=pytest.mark.slow),
+    pytest.param("vit-test-tab", "top1", None, marks=pytest.mark.slow),
 ])
 def test_task_agreement_and_output_layers_per_head(calibrated, model, metric, outputs):
     result = calibrated("int8", model=model, recipe=CPU_RECIPE)
