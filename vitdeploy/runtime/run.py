@@ -130,7 +130,7 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, backend: Bac
         stats = Stats(cams, budget_ms=rig.latency_budget_ms)
         epoch = time.monotonic()
         sync = Synchronizer(cams, rate_hz=rig.rate_hz, tolerance_s=rig.sync_tolerance_ms / 1e3,
-                            fallback_size=tuple(manifest.image_size), epoch=epoch)
+                            fallback_size=_fallback_size(manifest.preprocessing), epoch=epoch)
         pipeline = Pipeline(synchronizer=sync, backend=backend, decoder=decoder,
                             preprocessing=manifest.preprocessing, sinks=sinks, stats=stats,
                             policy=QueuePolicy.BLOCK if free_running else QueuePolicy.DROP_OLDEST,
@@ -193,3 +193,12 @@ def _output_dir(rig: Rig, out: str | Path | None) -> Path:
     if rig.outputs.jsonl or rig.outputs.video is not VideoMode.NONE:
         raise DataError("no output folder: pass out=... (`--out DIR`) or set [outputs] dir in the rig file")
     return Path(".")
+
+
+def _fallback_size(preprocessing) -> tuple[int, int]:
+    """Size of the zero frame standing in for a camera that never delivered: a fused graph takes
+    raw frames of one size only, so it must be the source size there."""
+    if preprocessing.fused and preprocessing.source_size:
+        return tuple(preprocessing.source_size)
+    return tuple(preprocessing.image_size)
+
