@@ -143,7 +143,7 @@ def markdown(models: list[ModelRows], args, machine: dict) -> str:
         "FP32 ONNX's",
         "- models exported with random weights score about 0 mAP: for them the accuracy columns show only that "
         "every precision runs and decodes end to end; accuracy that means something needs trained weights "
-        "(demo-detr, once its weights are shipped)",
+        "(demo-detr: shipped, but undertrained)",
         "",
         "| model | input | backend | precision | p50 ms x1 | p99 ms x1 | "
         f"p50 ms x{cams} | p99 ms x{cams} | frames/s x{cams} | mAP@[.5:.95] | mAP@.5 | mIoU | Δ mAP |",
