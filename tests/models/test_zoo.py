@@ -39,7 +39,8 @@ def test_fused_and_explicit_attention_agree(name):
 
 def test_detr_outputs_and_non_square_frames():
     model = build_model("vit-test-detr")
-    out = model(torch.randn(2, 3, 128, 224))  # 8x14 patches, default grid is 4x6
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 128, 224))  # 8x14 patches, default grid is 4x6
     assert out["logits"].shape == (2, 10, 7)
     assert out["boxes"].shape == (2, 10, 4)
     assert float(out["boxes"].min()) >= 0 and float(out["boxes"].max()) <= 1
