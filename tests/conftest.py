@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 import torch
@@ -27,3 +28,24 @@ def exported(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+@pytest.fixture
+def no_tensorrt(monkeypatch):
+    """Make `import tensorrt` / `import pycuda` fail even where they are installed."""
+    for name in ("tensorrt", "pycuda", "pycuda.driver"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+@pytest.fixture(scope="session")
+def tensorrt_gpu():
+    """The tensorrt module on a machine with TensorRT, pycuda and a CUDA GPU; skips elsewhere."""
+    from vitdeploy.errors import MissingDependencyError
+    from vitdeploy.runtime.trt_compat import import_cuda, import_tensorrt
+
+    try:
+        trt = import_tensorrt()
+        import_cuda()
+    except MissingDependencyError as exc:
+        pytest.skip(f"needs TensorRT and a CUDA GPU: {exc}")
+    return trt

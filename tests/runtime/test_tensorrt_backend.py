@@ -15,15 +15,9 @@ from vitdeploy.bundle import Bundle, Engine, Precision, Status, TensorSpec
 from vitdeploy.bundle.provenance import EngineMismatchError
 from vitdeploy.errors import BackendError, MissingDependencyError
 from vitdeploy.runtime.backends import tensorrt as trt_backend
-from vitdeploy.runtime.trt_compat import device_index, import_cuda, import_tensorrt
+from vitdeploy.runtime.trt_compat import device_index, import_cuda
 
 INSTALL = 'pip install "vitdeploy[tensorrt]"'
-
-
-@pytest.fixture
-def no_tensorrt(monkeypatch):
-    for name in ("tensorrt", "pycuda", "pycuda.driver"):
-        monkeypatch.setitem(sys.modules, name, None)
 
 
 @pytest.fixture
@@ -70,14 +64,9 @@ def test_device_names():
 
 
 # ---- on a GPU with TensorRT ---------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def gpu():
-    try:
-        trt = import_tensorrt()
-        import_cuda()
-    except MissingDependencyError as exc:
-        pytest.skip(f"needs TensorRT and a CUDA GPU: {exc}")
-    return trt
+@pytest.fixture
+def gpu(tensorrt_gpu):
+    return tensorrt_gpu
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 import fnmatch
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,15 +218,8 @@ def quantized_nodes(model: onnx.ModelProto) -> set[str]:
 def isolate_qdq(model: onnx.ModelProto, quantized: set[str]) -> None:
     """Give every consumer of a Q/DQ pair that is not in ``quantized`` the unquantized tensor, in
     place, and drop Q/DQ nodes left without consumers."""
-    index = GraphIndex(model)
-    for node in index.nodes:
-        if node.name in quantized or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        for i, tensor in enumerate(node.input):
-            src = _dq_source(index, tensor)
-            if src is not None:
-                node.input[i] = src
-    _prune_qdq(model)
+    _read_unquantized(model, lambda node: node.name not in quantized
+                      and node.op_type not in ("QuantizeLinear", "DequantizeLinear"))
 
 
 def without_qdq(model: onnx.ModelProto, nodes: Iterable[str]) -> onnx.ModelProto:
@@ -234,16 +227,21 @@ def without_qdq(model: onnx.ModelProto, nodes: Iterable[str]) -> onnx.ModelProto
     out = onnx.ModelProto()
     out.CopyFrom(model)
     drop = set(nodes)
-    index = GraphIndex(out)
+    _read_unquantized(out, lambda node: node.name in drop)
+    return out
+
+
+def _read_unquantized(model: onnx.ModelProto, select: Callable[[onnx.NodeProto], bool]) -> None:
+    """Rewire the inputs of the ``select``-ed nodes past their Q/DQ pairs, then prune orphans."""
+    index = GraphIndex(model)
     for node in index.nodes:
-        if node.name not in drop:
+        if not select(node):
             continue
         for i, tensor in enumerate(node.input):
             src = _dq_source(index, tensor)
             if src is not None:
                 node.input[i] = src
-    _prune_qdq(out)
-    return out
+    _prune_qdq(model)
 
 
 def _prune_qdq(model: onnx.ModelProto) -> None:

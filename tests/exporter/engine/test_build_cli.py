@@ -21,13 +21,6 @@ INSTALL = 'pip install "vitdeploy[tensorrt]"'
 
 
 @pytest.fixture
-def no_tensorrt(monkeypatch):
-    """Make `import tensorrt` / `import pycuda` fail even where they are installed."""
-    for name in ("tensorrt", "pycuda", "pycuda.driver"):
-        monkeypatch.setitem(sys.modules, name, None)
-
-
-@pytest.fixture
 def bundle(exported, tmp_path):
     src = exported("vit-test-detr", max_cameras=4)
     dst = tmp_path / "bundle"

@@ -12,24 +12,18 @@ from typer.testing import CliRunner
 
 from vitdeploy.bundle import Bundle, Precision, Status, sha256_file
 from vitdeploy.cli.app import app
-from vitdeploy.errors import MissingDependencyError
 from vitdeploy.exporter.engine.build import BuildOptions, build_engines, trtexec_commands
 from vitdeploy.exporter.engine.golden import GOLDEN_FILE, TOLERANCES, compare_output, load_golden
 from vitdeploy.exporter.engine.trtexec import BuilderSettings
-from vitdeploy.runtime.trt_compat import import_cuda, import_tensorrt, tensorrt_major
+from vitdeploy.runtime.trt_compat import tensorrt_major
 
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]
 MAX_CAMERAS = 3
 
 
-@pytest.fixture(scope="module")
-def trt():
-    try:
-        trt = import_tensorrt()
-        import_cuda()
-    except MissingDependencyError as exc:
-        pytest.skip(f"needs TensorRT and a CUDA GPU: {exc}")
-    return trt
+@pytest.fixture
+def trt(tensorrt_gpu):
+    return tensorrt_gpu
 
 
 @pytest.fixture
