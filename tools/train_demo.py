@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Train the `demo-detr` detector on vitdeploy's synthetic driving scenes.
 
-A ViT-Tiny/16 encoder with a DETR query decoder, trained from scratch with Hungarian matching,
-classification + L1 + GIoU losses and auxiliary losses on every decoder layer. Frames come from
+A ViT-Tiny/16 encoder with a two-stage DETR head (`TwoStageDetrHead`: every patch proposes an
+object, the top 30 proposals are decoded), trained from scratch. The decoder learns with
+Hungarian matching, classification + L1 + GIoU losses and auxiliary losses on every layer; the
+patch proposals with a focal loss + L1 + GIoU against FCOS-style centre-sampled targets. A
+checkpoint of the older learned-query head warm-starts it (`--resume`): encoder and decoder layers
+carry over. Frames come from
 `vitdeploy.data.scenes.SceneGenerator` on the fly (a new random drive, tick and camera per
 sample), so there is no fixed training set to overfit. Runs on the CPU by default, CUDA when
 present; the schedule is time-boxed (`--minutes`) so it fits the machine at hand.
@@ -160,56 +164,75 @@ class SetCriterion:
         return total, stats
 
 
-class DenseProbe(torch.nn.Module):
-    """Training-only auxiliary head on the encoder's patch tokens: each patch predicts the class
-    and box of the object it falls in (background otherwise). DETR's set loss gives the encoder a
-    few sparse gradients per image; this dense one (as in Co-DETR's auxiliary heads) gives one per
-    patch, which makes the from-scratch encoder learn objects in far fewer steps. It is not part of
-    the shipped model."""
+def proposal_targets(targets, grid: tuple[int, int], num_classes: int, *, radius: float = 1.5
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per patch: class index (num_classes = background) and the cxcywh box it should propose.
 
-    def __init__(self, dim: int, num_classes: int):
-        super().__init__()
-        self.cls = torch.nn.Linear(dim, num_classes + 1)
-        self.box = torch.nn.Linear(dim, 4)
-
-    def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cls(patches), self.box(patches).sigmoid()
-
-
-def dense_targets(targets, grid: tuple[int, int], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per patch: class index (num_classes = background) and the cxcywh box of the smallest object
-    whose box holds the patch centre. -> (B, N) long, (B, N, 4) float."""
+    A patch proposes an object when its centre lies inside the object's box within ``radius``
+    patches of the object's centre (FCOS centre sampling), or when it holds that centre (small
+    objects); where objects compete, the smallest wins. -> (B, N) long, (B, N, 4) float."""
     gh, gw = grid
-    ys, xs = torch.meshgrid((torch.arange(gh) + 0.5) / gh, (torch.arange(gw) + 0.5) / gw, indexing="ij")
-    cx, cy = xs.flatten(), ys.flatten()
+    rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+    rows, cols = rows.flatten(), cols.flatten()
+    cx, cy = (cols + 0.5) / gw, (rows + 0.5) / gh
     labels = torch.full((len(targets), gh * gw), num_classes, dtype=torch.long)
     boxes = torch.zeros(len(targets), gh * gw, 4)
     for i, t in enumerate(targets):
         if len(t["labels"]) == 0:
             continue
-        b = box_xyxy(t["boxes"])
+        tb = t["boxes"].cpu()
+        b = box_xyxy(tb)
         inside = ((cx[:, None] >= b[None, :, 0]) & (cx[:, None] <= b[None, :, 2])
                   & (cy[:, None] >= b[None, :, 1]) & (cy[:, None] <= b[None, :, 3]))
-        area = (t["boxes"][:, 2] * t["boxes"][:, 3])[None, :].expand_as(inside)
-        area = torch.where(inside, area, torch.full_like(area, float("inf")))
+        near = ((cx[:, None] - tb[None, :, 0]).abs() <= radius / gw) & ((cy[:, None] - tb[None, :, 1]).abs() <= radius / gh)
+        home = ((cols[:, None] == (tb[None, :, 0] * gw).long().clamp(0, gw - 1))
+                & (rows[:, None] == (tb[None, :, 1] * gh).long().clamp(0, gh - 1)))
+        pos = (inside & near) | home
+        area = (tb[:, 2] * tb[:, 3])[None, :].expand_as(pos)
+        area = torch.where(pos, area, torch.full_like(area, float("inf")))
         best = area.argmin(1)
-        hit = inside.any(1)
-        labels[i, hit] = t["labels"][best[hit]]
-        boxes[i, hit] = t["boxes"][best[hit]]
+        hit = pos.any(1)
+        labels[i, hit] = t["labels"].cpu()[best[hit]]
+        boxes[i, hit] = tb[best[hit]]
     return labels, boxes
 
 
-def dense_loss(probe: DenseProbe, patches: torch.Tensor, targets, grid, num_classes: int) -> torch.Tensor:
-    logits, boxes = probe(patches.float())
-    labels, tboxes = dense_targets(targets, grid, num_classes)
-    weight = torch.ones(num_classes + 1)
-    weight[-1] = 0.2
-    loss = F.cross_entropy(logits.transpose(1, 2), labels, weight=weight)
+def sigmoid_focal_loss(logits: torch.Tensor, onehot: torch.Tensor, *, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    p = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
+    pt = p * onehot + (1 - p) * (1 - onehot)
+    return ((alpha * onehot + (1 - alpha) * (1 - onehot)) * ce * (1 - pt) ** gamma).sum()
+
+
+def proposal_loss(proposals: dict[str, torch.Tensor], targets, grid, num_classes: int) -> torch.Tensor:
+    """The two-stage head's patch proposals: focal loss on the class scores, L1 + GIoU on the
+    boxes of the patches that should propose an object."""
+    logits, boxes = proposals["logits"].float(), proposals["boxes"].float()
+    labels, tboxes = proposal_targets(targets, grid, num_classes)
+    labels, tboxes = labels.to(logits.device), tboxes.to(logits.device)
     fg = labels < num_classes
+    n_pos = max(1, int(fg.sum()))
+    onehot = F.one_hot(labels, num_classes + 1)[..., :num_classes].float()
+    loss = 2.0 * sigmoid_focal_loss(logits, onehot) / n_pos
     if fg.any():
-        loss = loss + 2.0 * F.l1_loss(boxes[fg], tboxes[fg]) + \
-            (1 - torch.diag(generalized_iou(box_xyxy(boxes[fg]), box_xyxy(tboxes[fg])))).mean()
+        loss = loss + 5.0 * F.l1_loss(boxes[fg], tboxes[fg], reduction="sum") / n_pos + \
+            2.0 * (1 - torch.diag(generalized_iou(box_xyxy(boxes[fg]), box_xyxy(tboxes[fg])))).sum() / n_pos
     return loss
+
+
+def warm_start_keys(state: dict[str, torch.Tensor], num_layers: int) -> dict[str, torch.Tensor]:
+    """A checkpoint of the learned-query ``DetrHead`` -> keys of ``TwoStageDetrHead``: the encoder,
+    the decoder layers and the class/box heads carry over; learned queries do not."""
+    out = {}
+    for k, v in state.items():
+        if k.startswith("head.decoder.layers.") or k.startswith("head.decoder.norm."):
+            out[k.replace("head.decoder.", "head.")] = v
+        elif k.startswith("head.box_embed."):
+            for i in range(num_layers):
+                out[k.replace("head.box_embed.", f"head.box_embeds.{i}.")] = v
+        elif not k.startswith("head.decoder.") and k != "head.ref_boxes":
+            out[k] = v
+    return out
 
 
 # ---------------------------------------------------------------- eval
@@ -271,7 +294,7 @@ def main() -> None:
     ap.add_argument("--eval-frames", type=int, default=120)
     ap.add_argument("--resume", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dense-weight", type=float, default=2.0, help="weight of the dense auxiliary patch loss")
+    ap.add_argument("--dense-weight", type=float, default=1.0, help="weight of the patch-proposal loss")
     ap.add_argument("--warmup", type=int, default=150, help="warm-up steps")
     args = ap.parse_args()
 
@@ -286,13 +309,18 @@ def main() -> None:
     spec = Preprocessing(image_size=size)
     model = card.builder(fused_attention=True).to(device).train()
     if args.resume:
-        model.load_state_dict(torch.load(args.resume, map_location="cpu", weights_only=True))
-    probe = DenseProbe(model.encoder.embed_dim, len(DRIVING_CLASSES)).to(device)
+        state = torch.load(args.resume, map_location="cpu", weights_only=True)
+        if any(k.startswith("head.decoder.") for k in state):
+            state = warm_start_keys(state, len(model.head.layers))
+            missing, _ = model.load_state_dict(state, strict=False)
+            print(f"warm start from {args.resume} (learned-query head); new: {sorted({k.split('.')[1] for k in missing})}")
+        else:
+            model.load_state_dict(state)
     grid = model.encoder.grid_for(*size)
     criterion = SetCriterion(len(DRIVING_CLASSES))
     criterion.empty_weight = criterion.empty_weight.to(device)
     decay, no_decay = [], []
-    for name, p in [*model.named_parameters(), *(("probe." + n, p) for n, p in probe.named_parameters())]:
+    for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "pos_embed" in name or "token" in name or "ref_boxes" in name else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.999))
@@ -330,10 +358,10 @@ def main() -> None:
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=True):
             _, patches, _ = model.split_tokens(x)
-            layers = model.head.forward_layers(patches)
+            proposals, layers = model.head.forward_layers(patches, grid)
         loss, stats = criterion([{k: v.float() for k, v in lay.items()} for lay in layers], targets)
         if args.dense_weight > 0:
-            dense = dense_loss(probe, patches, targets, grid, len(DRIVING_CLASSES))
+            dense = proposal_loss(proposals, targets, grid, len(DRIVING_CLASSES))
             loss = loss + args.dense_weight * dense
             stats["dense"] = float(dense)
         opt.zero_grad(set_to_none=True)
@@ -363,7 +391,7 @@ def main() -> None:
     save_file({k: v.detach().half().contiguous().cpu() for k, v in model.state_dict().items()},
               str(args.out / "demo-detr.safetensors"))
     report = {
-        "model": DEMO_DETR, "architecture": "ViT-Tiny/16 encoder + 3-layer DETR decoder",
+        "model": DEMO_DETR, "architecture": "ViT-Tiny/16 encoder + two-stage DETR head (top-30 patch proposals, 3-layer decoder)",
         "input_size": list(size), "classes": list(DRIVING_CLASSES), "steps": step, "batch": args.batch,
         "images_seen": step * args.batch, "minutes": round((time.time() - start) / 60, 1),
         "device": str(device), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),

@@ -19,7 +19,7 @@ from vitdeploy.errors import ModelNotFoundError
 from vitdeploy.models.encoder import VisionTransformer
 from vitdeploy.models.heads.cait import CaitHead
 from vitdeploy.models.heads.cls import ClsHead
-from vitdeploy.models.heads.detr import DetrHead
+from vitdeploy.models.heads.detr import DetrHead, TwoStageDetrHead
 from vitdeploy.models.heads.mask import MaskHead
 from vitdeploy.models.heads.tab import TabHead, Task
 from vitdeploy.models.model import PerceptionModel
@@ -97,11 +97,14 @@ def _cait_builder(size: str, image_size: tuple[int, int], num_classes: int) -> C
     return build
 
 
-def _detr_builder(size: str, image_size: tuple[int, int], num_classes: int, num_queries: int) -> Callable[..., nn.Module]:
+def _detr_builder(size: str, image_size: tuple[int, int], num_classes: int, num_queries: int, *,
+                  two_stage: bool = False) -> Callable[..., nn.Module]:
+    head_class = TwoStageDetrHead if two_stage else DetrHead
+
     def build(*, fused_attention: bool = True) -> nn.Module:
         s = ENCODER_SIZES[size]
         enc = _vit(size, image_size, class_token=False, fused_attention=fused_attention)
-        head = DetrHead(enc.embed_dim, num_classes=num_classes, num_queries=num_queries, num_layers=s.decoder_layers,
+        head = head_class(enc.embed_dim, num_classes=num_classes, num_queries=num_queries, num_layers=s.decoder_layers,
                         num_heads=s.decoder_heads, fused_attention=fused_attention)
         return PerceptionModel(encoder=enc, head=head, head_type="detr")
     return build
@@ -174,8 +177,8 @@ def _register_vits(zoo: dict[str, ModelCard]) -> None:
 def _register_demo(zoo: dict[str, ModelCard]) -> None:
     zoo[DEMO_DETR] = ModelCard(
         name=DEMO_DETR, head="detr", image_size=DEMO_IMAGE_SIZE, patch_size=16,
-        builder=_detr_builder("tiny", DEMO_IMAGE_SIZE, len(DRIVING_CLASSES), DEMO_QUERIES),
-        description="ViT-Tiny/16 DETR trained on vitdeploy's synthetic driving scenes (weights shipped)",
+        builder=_detr_builder("tiny", DEMO_IMAGE_SIZE, len(DRIVING_CLASSES), DEMO_QUERIES, two_stage=True),
+        description="ViT-Tiny/16 two-stage DETR trained on vitdeploy's synthetic driving scenes (weights shipped)",
         class_names=DRIVING_CLASSES,
         head_config={"num_classes": len(DRIVING_CLASSES), "num_queries": DEMO_QUERIES, "box_format": "cxcywh_normalized"},
         weights="demo-detr.safetensors")

@@ -22,12 +22,15 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, tgt: torch.Tensor, memory: torch.Tensor, query_pos: torch.Tensor) -> torch.Tensor:
-        """tgt/query_pos: (B, Q, dim), memory: (B, N, dim) -> (B, Q, dim)."""
+    def forward(self, tgt: torch.Tensor, memory: torch.Tensor, query_pos: torch.Tensor,
+                memory_pos: torch.Tensor | None = None) -> torch.Tensor:
+        """tgt/query_pos: (B, Q, dim), memory: (B, N, dim), memory_pos: (1 or B, N, dim), added to the
+        cross-attention keys when given -> (B, Q, dim)."""
         h = self.norm1(tgt)
         qk = h + query_pos
         tgt = tgt + self.self_attn(qk, qk, h)
-        tgt = tgt + self.cross_attn(self.norm2(tgt) + query_pos, memory, memory)
+        keys = memory if memory_pos is None else memory + memory_pos
+        tgt = tgt + self.cross_attn(self.norm2(tgt) + query_pos, keys, memory)
         return tgt + self.mlp(self.norm3(tgt))
 
 
