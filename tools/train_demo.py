@@ -294,7 +294,7 @@ def main() -> None:
     ap.add_argument("--eval-frames", type=int, default=120)
     ap.add_argument("--resume", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dense-weight", type=float, default=1.0, help="weight of the patch-proposal loss")
+    ap.add_argument("--proposal-weight", type=float, default=1.0, help="weight of the patch-proposal loss")
     ap.add_argument("--warmup", type=int, default=150, help="warm-up steps")
     args = ap.parse_args()
 
@@ -360,10 +360,10 @@ def main() -> None:
             _, patches, _ = model.split_tokens(x)
             proposals, layers = model.head.forward_layers(patches, grid)
         loss, stats = criterion([{k: v.float() for k, v in lay.items()} for lay in layers], targets)
-        if args.dense_weight > 0:
-            dense = proposal_loss(proposals, targets, grid, len(DRIVING_CLASSES))
-            loss = loss + args.dense_weight * dense
-            stats["dense"] = float(dense)
+        if args.proposal_weight > 0:
+            proposal = proposal_loss(proposals, targets, grid, len(DRIVING_CLASSES))
+            loss = loss + args.proposal_weight * proposal
+            stats["proposal"] = float(proposal)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -371,7 +371,7 @@ def main() -> None:
         step += 1
         if step % 20 == 0:
             say(f"step {step} loss {float(loss):.3f} ce {stats['ce']:.3f} l1 {stats['l1']:.3f} giou {stats['giou']:.3f} "
-                f"dense {stats.get('dense', 0.0):.3f} "
+                f"proposal {stats.get('proposal', 0.0):.3f} "
                 f"lr {lr:.2e} {(time.time() - start) / step:.2f}s/step")
         if time.time() - last_eval > args.eval_every * 60:
             last_eval = time.time()

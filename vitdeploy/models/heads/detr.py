@@ -2,7 +2,8 @@
 
 ``DetrHead`` decodes learned queries (DETR). ``TwoStageDetrHead`` first scores every patch token
 as an object proposal and decodes the top-K proposals (the query selection of Deformable DETR's
-two-stage variant, DINO and RT-DETR); it learns from scratch in a fraction of the steps.
+two-stage variant, DINO and RT-DETR); demo-detr uses it (docs/demo-detr-training.json has
+how it trained compared with learned queries).
 
 Raw tensors out: ``logits`` (B, Q, num_classes + 1), the last class meaning "no object", and
 ``boxes`` (B, Q, 4) as (cx, cy, w, h) in 0..1 of the model input. Turning them into pixel boxes
