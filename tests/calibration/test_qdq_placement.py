@@ -247,10 +247,10 @@ def test_isolate_qdq_gives_non_gemm_consumers_the_unquantized_tensor():
         nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, d])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, d])], inits),
         opset_imports=[helper.make_opsetid("", 19)])
-    isolate_qdq(model, {"gemm"})
+    model = isolate_qdq(model, {"gemm"})
     by_name = {n.name: n for n in model.graph.node}
     assert list(by_name["residual"].input) == ["x", "m"]
     assert by_name["gemm"].input[0] == "xdq"
     assert quantized_nodes(model) == {"gemm"}
-    isolate_qdq(model, set())  # nothing planned: the pair goes away entirely
+    model = isolate_qdq(model, set())  # nothing planned: the pair goes away entirely
     assert {n.op_type for n in model.graph.node} == {"MatMul", "Add"}

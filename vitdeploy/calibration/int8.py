@@ -32,12 +32,16 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 
 from vitdeploy.calibration.layers import GraphIndex, Layer, LayerKind, restore_input_casts
 from vitdeploy.calibration.modelopt_runner import CalibrationError, run_modelopt
+
+if TYPE_CHECKING:
+    from onnxscript import ir
 
 DEFAULT_ATTENTION_TOKENS = 64
 QUANTIZED_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -172,7 +176,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, *, calibration: dict[str, np.
     run_modelopt("int8", onnx_path=fp32_path, output_path=out_path, calibration=calibration, options=options,
                  log_path=log_path)
     model = onnx.load(str(out_path))
-    isolate_qdq(model, set(placement.quantized))
+    model = isolate_qdq(model, set(placement.quantized))
     restore_input_casts(model)
     onnx.save(model, str(out_path))
     actual = quantized_nodes(model)
@@ -202,7 +206,8 @@ def _dq_source(index: GraphIndex, tensor: str) -> str | None:
 
 
 def quantized_nodes(model: onnx.ModelProto) -> set[str]:
-    """Names of the GEMM/MatMul nodes that read at least one activation through Q/DQ."""
+    """Names of the GEMM/MatMul nodes that read at least one activation through Q/DQ (read-only:
+    ``layers.GraphIndex`` over the protobuf, as the layers were found)."""
     index = GraphIndex(model)
     out = set()
     for node in index.nodes:
@@ -215,45 +220,37 @@ def quantized_nodes(model: onnx.ModelProto) -> set[str]:
     return out
 
 
-def isolate_qdq(model: onnx.ModelProto, quantized: set[str]) -> None:
-    """Give every consumer of a Q/DQ pair that is not in ``quantized`` the unquantized tensor, in
-    place, and drop Q/DQ nodes left without consumers."""
-    _read_unquantized(model, lambda node: node.name not in quantized
-                      and node.op_type not in ("QuantizeLinear", "DequantizeLinear"))
+def isolate_qdq(model: onnx.ModelProto, quantized: set[str]) -> onnx.ModelProto:
+    """``model`` with every consumer of a Q/DQ pair that is not in ``quantized`` reading the
+    unquantized tensor, and the Q/DQ nodes left without consumers dropped."""
+    return _read_unquantized(model, lambda node: node.name not in quantized
+                             and node.op_type not in ("QuantizeLinear", "DequantizeLinear"))
 
 
 def without_qdq(model: onnx.ModelProto, nodes: Iterable[str]) -> onnx.ModelProto:
     """A copy of ``model`` in which ``nodes`` read their activations and weights unquantized."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
     drop = set(nodes)
-    _read_unquantized(out, lambda node: node.name in drop)
-    return out
+    return _read_unquantized(model, lambda node: node.name in drop)
 
 
-def _read_unquantized(model: onnx.ModelProto, select: Callable[[onnx.NodeProto], bool]) -> None:
-    """Rewire the inputs of the ``select``-ed nodes past their Q/DQ pairs, then prune orphans."""
-    index = GraphIndex(model)
-    for node in index.nodes:
+def _read_unquantized(model: onnx.ModelProto, select: Callable[[ir.Node], bool]) -> onnx.ModelProto:
+    """A copy of ``model`` whose ``select``-ed nodes read past their Q/DQ pairs, without the nodes
+    and initializers nothing reads any more.
+
+    Rewiring edges is what onnxscript's IR is for: a value knows its producer and its uses, and
+    its dead-code pass prunes what the rewiring orphaned (the IR keeps each node's metadata, such
+    as the PyTorch name scopes layers are named by; onnx-graphsurgeon's export drops them)."""
+    from onnxscript import ir  # 0.7 s to import: only when a graph is edited
+    from onnxscript.ir.passes.common import RemoveUnusedNodesPass
+
+    graph_model = ir.from_proto(model)
+    for node in graph_model.graph:
         if not select(node):
             continue
-        for i, tensor in enumerate(node.input):
-            src = _dq_source(index, tensor)
-            if src is not None:
-                node.input[i] = src
-    _prune_qdq(model)
-
-
-def _prune_qdq(model: onnx.ModelProto) -> None:
-    graph_outputs = {o.name for o in model.graph.output}
-    while True:
-        used = {i for n in model.graph.node for i in n.input} | graph_outputs
-        dead = [n for n in model.graph.node
-                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            model.graph.node.remove(n)
-    used = {i for n in model.graph.node for i in n.input} | graph_outputs
-    for init in [i for i in model.graph.initializer if i.name not in used]:
-        model.graph.initializer.remove(init)
+        for i, value in enumerate(node.inputs):
+            dq = value.producer() if value is not None else None
+            q = dq.inputs[0].producer() if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.replace_input_with(i, q.inputs[0])
+    RemoveUnusedNodesPass()(graph_model)
+    return ir.to_proto(graph_model)

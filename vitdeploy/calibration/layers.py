@@ -58,7 +58,12 @@ class Layer:
 
 
 class GraphIndex:
-    """Producer/consumer maps of a graph, with constants (initializers, Constant nodes) known."""
+    """Producer/consumer maps of a graph, with constants (initializers, Constant nodes) known.
+
+    Raw protobuf on purpose: this only reads the graph, and the layers it finds are handed to
+    ModelOpt by ONNX node name; two dicts over ``NodeProto`` are all the analysis needs, where a
+    graph library would first convert (and, for onnx-graphsurgeon, lose each node's name scopes).
+    """
 
     def __init__(self, model: onnx.ModelProto):
         self.model = model
@@ -258,6 +263,10 @@ def restore_input_casts(model: onnx.ModelProto) -> int:
     assumes are float, so an exported ``Cast(uint8 -> float)`` vanishes and arithmetic ops end up
     fed uint8 (an invalid graph). This walks the integer tensors from the inputs through layout ops
     and casts them to FP32 where arithmetic first reads them. Returns the number of casts added.
+
+    Raw protobuf on purpose: one pass in graph order that inserts each Cast just before the node
+    list position of its first reader is as short as the IR form, edits ModelOpt's output in place
+    (both callers save it next) and costs no conversion of the whole model there and back.
     """
     integer = {i.name for i in model.graph.input if i.type.tensor_type.elem_type in _INTEGER_TYPES}
     if not integer:

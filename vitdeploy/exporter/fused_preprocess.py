@@ -76,6 +76,8 @@ def preprocessing_nodes(model: onnx.ModelProto, *, input_name: str = "frames") -
     """Names of the nodes between the raw-frame input and the model's first Conv (patch embedding).
 
     Calibration keeps these in FP32: they are cheap, and quantizing pixel arithmetic buys nothing.
+    Raw protobuf on purpose: a read-only walk over one consumer map needs no graph library (the
+    graph the exporter just wrote is a ``ModelProto`` already; converting it would be the longer path).
     """
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
