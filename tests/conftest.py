@@ -41,7 +41,7 @@ def no_tensorrt(monkeypatch):
 def tensorrt_gpu():
     """The tensorrt module on a machine with TensorRT, pycuda and a CUDA GPU; skips elsewhere."""
     from vitdeploy.errors import MissingDependencyError
-    from vitdeploy.runtime.trt_compat import import_cuda, import_tensorrt
+    from vitdeploy.tensorrt.compat import import_cuda, import_tensorrt
 
     try:
         trt = import_tensorrt()

@@ -167,9 +167,9 @@ class FakeTensorRT(ModuleType):
                 self.network = network
 
             def parse_from_file(self, path):
-                import onnxruntime as ort
+                from vitdeploy.runtime.backends.onnxruntime import cpu_session
 
-                session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+                session = cpu_session(path)
                 self.network.onnx = path
                 self.network.inputs = [i.name for i in session.get_inputs()]
                 self.network.outputs = [o.name for o in session.get_outputs()]
@@ -258,9 +258,9 @@ class FakeTensorRT(ModuleType):
             def _outputs(self, feeds):
                 if self.engine.plan.get("demo"):
                     return {"logits": demo_logits(feeds["images"])}
-                from vitdeploy.exporter.engine.golden import run_onnxruntime
+                from vitdeploy.runtime.backends.onnxruntime import run_on_cpu
 
-                out = run_onnxruntime(self.engine.plan["onnx"], feeds)
+                out = run_on_cpu(self.engine.plan["onnx"], feeds)
                 return {k: (v + np.float32(corrupt)).astype(v.dtype) for k, v in out.items()}
 
             def execute_async_v3(self, stream):

@@ -49,7 +49,7 @@ def main() -> None:
     from vitdeploy.evaluation.metrics import detection_map
     from vitdeploy.exporter.export import export_model
     from vitdeploy.exporter.fused_preprocess import FusedPreprocess
-    from vitdeploy.exporter.parity import ort_session
+    from vitdeploy.runtime.backends.onnxruntime import cpu_session
     from vitdeploy.runtime.postprocess import decode_detr
     from vitdeploy.runtime.preprocess import prepare_batch
     from vitdeploy.runtime.rig import ModelConfig, Outputs, synthetic_rig
@@ -68,7 +68,7 @@ def main() -> None:
     # 1 + 2: agreement on the same frames
     import torch
 
-    sp, sf = ort_session(plain.onnx_path()), ort_session(fused.onnx_path())
+    sp, sf = cpu_session(plain.onnx_path()), cpu_session(fused.onnx_path())
     pre_f = FusedPreprocess(fused.manifest.preprocessing)
     diffs, dets_p, dets_f = [], [], []
     std = np.asarray(plain.manifest.preprocessing.std, np.float32).reshape(1, 3, 1, 1) * 255

@@ -7,11 +7,11 @@ The module imports when those libraries exist, and the few entry points it resol
 with ``gcc`` that return null, puts them on LD_LIBRARY_PATH and lists every public class with
 its members (enums included) in a child process. Nothing in TensorRT is ever called.
 
-The JSON files it writes are checked in under tests/exporter/engine/data/, so the API-surface
-test (tests/exporter/engine/test_api_surface.py) runs in CI without downloading anything.
+The JSON files it writes are checked in under tests/tensorrt/data/, so the API-surface
+test (tests/tensorrt/test_api_surface.py) runs in CI without downloading anything.
 
-    python tools/trt_api_surface.py 10.3.0 --out tests/exporter/engine/data/trt10_api.json
-    python tools/trt_api_surface.py 11.0.0.114 --out tests/exporter/engine/data/trt11_api.json
+    python tools/trt_api_surface.py 10.3.0 --out tests/tensorrt/data/trt10_api.json
+    python tools/trt_api_surface.py 11.0.0.114 --out tests/tensorrt/data/trt11_api.json
     python tools/trt_api_surface.py path/to/tensorrt_cu12_bindings-*.whl --out ...
 """
 

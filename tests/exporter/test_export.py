@@ -5,7 +5,7 @@ import pytest
 from vitdeploy.bundle import Bundle
 from vitdeploy.errors import BundleError, ExportError, ParityError
 from vitdeploy.exporter.export import export_model
-from vitdeploy.exporter.parity import ort_session
+from vitdeploy.runtime.backends.onnxruntime import cpu_session
 
 HEADS = ["vit-test-cls", "vit-test-cait", "vit-test-detr", "vit-test-mask", "vit-test-tab"]
 
@@ -20,7 +20,7 @@ def test_every_head_exports_with_parity_at_1_and_6_cameras(exported, name):
     for errors in graph.parity.cases.values():
         for err in errors.values():
             assert err.max_abs < 1e-3
-    session = ort_session(reopened.onnx_path("fp32"))
+    session = cpu_session(reopened.onnx_path("fp32"))
     h, w = reopened.manifest.image_size
     for cams in (1, 6):
         outs = session.run(None, {"images": np.random.default_rng(0).standard_normal((cams, 3, h, w), np.float32)})

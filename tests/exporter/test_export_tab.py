@@ -12,10 +12,10 @@ from vitdeploy.bundle import Bundle
 from vitdeploy.cli.app import app
 from vitdeploy.errors import CheckpointError, VitDeployError
 from vitdeploy.exporter.export import export_model
-from vitdeploy.exporter.parity import ort_session
 from vitdeploy.models.heads.tab import Task
 from vitdeploy.models.tasks import card_with_tasks, prepare_task_export, tasks_from_config
 from vitdeploy.models.zoo import get_card
+from vitdeploy.runtime.backends.onnxruntime import cpu_session
 
 
 def test_tab_bundle_has_one_output_per_task_and_lists_the_tasks(exported):
@@ -29,7 +29,7 @@ def test_tab_bundle_has_one_output_per_task_and_lists_the_tasks(exported):
     assert list(outputs) == ["logits", "logits_task0", "logits_task1", "logits_task2"]
     assert outputs["logits"].shape == ["cameras", 12] and outputs["logits_task2"].shape == ["cameras", 5]
     assert all(o.meaning for o in outputs.values())
-    session = ort_session(bundle.onnx_path("fp32"))
+    session = cpu_session(bundle.onnx_path("fp32"))
     for cams in (1, 6):
         images = np.random.default_rng(cams).standard_normal((cams, 3, 64, 64), np.float32)
         logits, *per_task = session.run(None, {"images": images})
@@ -55,7 +55,7 @@ def test_export_grows_a_checkpoint_keeping_its_tasks(tmp_path):
     assert m.head_config["checkpoint_tasks"] == 2
     images = np.random.default_rng(0).standard_normal((2, 3, 64, 64), np.float32)
     outs = dict(zip([o.name for o in m.graph().outputs],
-                    ort_session(bundle.onnx_path("fp32")).run(None, {"images": images}), strict=True))
+                    cpu_session(bundle.onnx_path("fp32")).run(None, {"images": images}), strict=True))
     with torch.no_grad():
         expected = model(torch.from_numpy(images))
     for name in ("logits_task0", "logits_task1"):

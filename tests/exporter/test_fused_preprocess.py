@@ -9,7 +9,7 @@ from vitdeploy.bundle.manifest import Preprocessing
 from vitdeploy.errors import DataError, ExportError
 from vitdeploy.exporter.export import export_model
 from vitdeploy.exporter.fused_preprocess import FusedPreprocess
-from vitdeploy.exporter.parity import ort_session
+from vitdeploy.runtime.backends.onnxruntime import cpu_session
 from vitdeploy.runtime.preprocess import prepare_batch, preprocess_frames
 
 
@@ -58,8 +58,8 @@ def test_fused_bundle_agrees_with_the_unfused_model(tmp_path):
     raw, boxes = prepare_batch(frames, m.preprocessing)
     images, cpu_boxes = prepare_batch(frames, plain.manifest.preprocessing)
     assert boxes == cpu_boxes
-    out_f = ort_session(fused.onnx_path()).run(None, {"frames": raw})
-    out_p = ort_session(plain.onnx_path()).run(None, {"images": images})
+    out_f = cpu_session(fused.onnx_path()).run(None, {"frames": raw})
+    out_p = cpu_session(plain.onnx_path()).run(None, {"images": images})
     for f, p in zip(out_f, out_p, strict=True):
         assert np.abs(f - p).max() < 0.05  # under one grey level of input difference
 
@@ -99,7 +99,7 @@ def test_fused_bundle_calibrates_with_the_graph_doing_the_preprocessing(tmp_path
                 if node.op_type == "Cast":
                     to = next(a.i for a in node.attribute if a.name == "to")
                     assert to == onnx.TensorProto.FLOAT, node.name
-        session = ort_session(result.onnx_path)
+        session = cpu_session(result.onnx_path)
         for cams in (1, 4):
             raw = np.random.default_rng(cams).integers(0, 256, (cams, 108, 192, 3), dtype=np.uint8)
             assert session.run(None, {"frames": raw})[0].shape[0] == cams

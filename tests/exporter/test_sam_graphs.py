@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -14,6 +13,7 @@ from vitdeploy.exporter.lint import lint_model
 from vitdeploy.exporter.onnx_export import export_graph
 from vitdeploy.exporter.sam_graphs import PromptDecoderGraph, sam_graph_specs
 from vitdeploy.models.sam import Sam, build_sam
+from vitdeploy.runtime.backends.onnxruntime import cpu_session
 
 FP32_ATOL = 1e-4
 
@@ -112,7 +112,7 @@ def test_decoder_graph_gives_what_sam_gives(sam):
 
 
 def _ort_vs_torch(spec, path, feeds_list):
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = cpu_session(path)
     worst = 0.0
     for feeds in feeds_list:
         with torch.no_grad():

@@ -4,9 +4,9 @@ The surfaces in data/ were recorded from the ``tensorrt-cu12-bindings`` wheels o
 latest release of each generation (TensorRT removes API only at a major version, so a name in the
 first 11.x and the latest 11.x is in every 11.x) by tools/trt_api_surface.py:
 
-    python tools/trt_api_surface.py 10.3.0 --out tests/exporter/engine/data/trt-10.3.0.json
+    python tools/trt_api_surface.py 10.3.0 --out tests/tensorrt/data/trt-10.3.0.json
 
-The list of names the code uses lives in one place, ``vitdeploy.runtime.trt_compat``; the last two
+The list of names the code uses lives in one place, ``vitdeploy.tensorrt.compat``; the last two
 tests keep that list honest by reading the code that calls TensorRT.
 """
 
@@ -17,14 +17,13 @@ from pathlib import Path
 import pytest
 
 import vitdeploy
-from vitdeploy.runtime.trt_compat import SUPPORTED_MAJORS, TRT_NAMES, TRT_NAMES_BY_MAJOR
+from vitdeploy.tensorrt.compat import SUPPORTED_MAJORS, TRT_NAMES, TRT_NAMES_BY_MAJOR
 
 DATA = Path(__file__).parent / "data"
 SURFACES = sorted(DATA.glob("trt-*.json"))
 PACKAGE = Path(vitdeploy.__file__).parent
 #: The modules that call TensorRT.
-TRT_MODULES = [PACKAGE / "exporter/engine/builder.py", PACKAGE / "runtime/backends/tensorrt.py",
-               PACKAGE / "runtime/trt_compat.py"]
+TRT_MODULES = [PACKAGE / "tensorrt/builder.py", PACKAGE / "tensorrt/runner.py", PACKAGE / "tensorrt/compat.py"]
 #: Attributes these modules use that TensorRT classes happen to have too, and what they are here.
 NOT_TENSORRT = {
     "append": "list.append", "update": "dict.update", "value": "Precision/Status enum values",
@@ -97,7 +96,7 @@ def test_module_level_names_in_the_code_are_listed(module):
     listed = {*TRT_NAMES, *GATED}
     listed |= {n.split(".")[0] for n in listed}  # trt.X.Y also reads trt.X
     unlisted = sorted(c for c in chains - listed if not c.split(".")[-1].startswith("__"))  # ILogger.__init__
-    assert not unlisted, f"{module.name} uses {unlisted}; add them to trt_compat.TRT_NAMES (or TRT_NAMES_BY_MAJOR)"
+    assert not unlisted, f"{module.name} uses {unlisted}; add them to compat.TRT_NAMES (or TRT_NAMES_BY_MAJOR)"
 
 
 @pytest.mark.parametrize("module", TRT_MODULES, ids=lambda p: p.name)
@@ -110,4 +109,4 @@ def test_methods_called_on_tensorrt_objects_are_listed(module):
     attrs = {node.attr for node in ast.walk(ast.parse(module.read_text())) if isinstance(node, ast.Attribute)}
     unlisted = sorted((attrs & trt_members) - listed - set(NOT_TENSORRT))
     assert not unlisted, (f"{module.name} uses {unlisted}, which TensorRT classes have; list them in "
-                          f"trt_compat.TRT_NAMES as Class.member, or in NOT_TENSORRT here if they are not TensorRT")
+                          f"compat.TRT_NAMES as Class.member, or in NOT_TENSORRT here if they are not TensorRT")

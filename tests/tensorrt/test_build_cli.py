@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import vitdeploy
 from vitdeploy.cli.app import app
 from vitdeploy.errors import MissingDependencyError
-from vitdeploy.exporter.engine.build import BuildOptions, build_engines
+from vitdeploy.tensorrt.build import BuildOptions, build_engines
 
 runner = CliRunner()
 INSTALL = 'pip install "vitdeploy[tensorrt]"'
@@ -112,8 +112,8 @@ def test_no_module_imports_tensorrt_or_pycuda_at_import_time():
 
 def test_importing_the_engine_modules_and_the_cli_pulls_in_no_tensorrt():
     # the engine builder works on ONNX files: it must not pull in the models either
-    code = ("import sys, vitdeploy, vitdeploy.exporter.engine.build, vitdeploy.exporter.engine.builder, "
-            "vitdeploy.runtime.backends.tensorrt\n"
+    code = ("import sys, vitdeploy, vitdeploy.tensorrt.build, vitdeploy.tensorrt.builder, "
+            "vitdeploy.tensorrt.runner, vitdeploy.runtime.backends.tensorrt\n"
             "bad = [m for m in ('tensorrt', 'pycuda', 'vitdeploy.models') if m in sys.modules]\n"
             "import vitdeploy.cli.app\n"
             "bad += [m for m in ('tensorrt', 'pycuda') if m in sys.modules]\n"
@@ -125,7 +125,7 @@ def test_importing_the_engine_modules_and_the_cli_pulls_in_no_tensorrt():
 # ---- calibrating first when the precision's ONNX is missing --------------------------------------
 def _ensure(bundle_path, **options):
     from vitdeploy.bundle import Bundle
-    from vitdeploy.exporter.engine.build import _ensure_variants
+    from vitdeploy.tensorrt.build import _ensure_variants
 
     b = Bundle.open(bundle_path)
     return _ensure_variants(b, BuildOptions(**options), list(b.manifest.graphs), lambda _msg: None)
@@ -133,7 +133,7 @@ def _ensure(bundle_path, **options):
 
 def test_missing_precision_without_data_names_both_ways(bundle):
     from vitdeploy.bundle import Precision
-    from vitdeploy.exporter.engine.errors import BuildError
+    from vitdeploy.tensorrt.errors import BuildError
 
     with pytest.raises(BuildError, match=r"no int8 ONNX.*vitdeploy calibrate .* --precision int8.*--calib-data"):
         _ensure(bundle, precision=Precision.INT8)
@@ -163,7 +163,7 @@ def test_calibrates_first_through_the_calibration_package(bundle, tmp_path, monk
 def test_calibration_that_makes_nothing_or_is_absent_is_an_error(bundle, tmp_path, monkeypatch):
     import vitdeploy.calibration
     from vitdeploy.bundle import Precision
-    from vitdeploy.exporter.engine.errors import BuildError
+    from vitdeploy.tensorrt.errors import BuildError
 
     monkeypatch.setattr(vitdeploy.calibration, "calibrate_bundle", lambda *a, **k: None, raising=False)
     with pytest.raises(BuildError, match="still has no int8 ONNX"):

@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 from vitdeploy.bundle import Bundle, Precision, Status, sha256_file
 from vitdeploy.cli.app import app
 from vitdeploy.errors import BackendError
-from vitdeploy.exporter.engine.build import BuildOptions, build_engines
-from vitdeploy.exporter.engine.errors import BuildError
-from vitdeploy.exporter.engine.golden import GOLDEN_FILE
-from vitdeploy.exporter.engine.trtexec import BuilderSettings
 from vitdeploy.runtime.backends import tensorrt as trt_backend
+from vitdeploy.tensorrt.build import BuildOptions, build_engines
+from vitdeploy.tensorrt.errors import BuildError
+from vitdeploy.tensorrt.golden import GOLDEN_FILE
+from vitdeploy.tensorrt.trtexec import BuilderSettings
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import pytest
 
 from vitdeploy.bundle import Precision
 from vitdeploy.bundle.manifest import Graph, TensorSpec
-from vitdeploy.exporter.engine.builder import build_plan
-from vitdeploy.exporter.engine.errors import BuildError, OnnxParseError
-from vitdeploy.exporter.engine.profile import DimRange, Profile
-from vitdeploy.exporter.engine.trtexec import BuilderSettings
+from vitdeploy.tensorrt.builder import build_plan
+from vitdeploy.tensorrt.errors import BuildError, OnnxParseError
+from vitdeploy.tensorrt.profile import DimRange, Profile
+from vitdeploy.tensorrt.trtexec import BuilderSettings
 
 GRAPH = Graph(name="model", inputs=[TensorSpec("images", "float32", ["cameras", 3, 64, 96])],
               outputs=[TensorSpec("logits", "float32", ["cameras", 10, 7])])

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from vitdeploy.bundle import Bundle, Precision, Status, sha256_file
 from vitdeploy.cli.app import app
-from vitdeploy.exporter.engine.build import BuildOptions, build_engines, trtexec_commands
-from vitdeploy.exporter.engine.golden import GOLDEN_FILE, TOLERANCES, compare_output, load_golden
-from vitdeploy.exporter.engine.trtexec import BuilderSettings
-from vitdeploy.runtime.trt_compat import tensorrt_major
+from vitdeploy.tensorrt.build import BuildOptions, build_engines, trtexec_commands
+from vitdeploy.tensorrt.compat import tensorrt_major
+from vitdeploy.tensorrt.golden import GOLDEN_FILE, TOLERANCES, compare_output, load_golden
+from vitdeploy.tensorrt.trtexec import BuilderSettings
 
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]
 MAX_CAMERAS = 3

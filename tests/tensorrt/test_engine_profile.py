@@ -7,9 +7,9 @@ import pytest
 
 from vitdeploy.bundle import Manifest, Precision, Preprocessing
 from vitdeploy.bundle.manifest import Graph, TensorSpec
-from vitdeploy.exporter.engine.errors import BuildError
-from vitdeploy.exporter.engine.profile import DimRange, Profile, camera_profile, parse_dim
-from vitdeploy.exporter.engine.trtexec import BuilderSettings, format_command, trtexec_argv
+from vitdeploy.tensorrt.errors import BuildError
+from vitdeploy.tensorrt.profile import DimRange, Profile, camera_profile, parse_dim
+from vitdeploy.tensorrt.trtexec import BuilderSettings, format_command, trtexec_argv
 
 DETR = Graph(name="model", inputs=[TensorSpec("images", "float32", ["cameras", 3, 64, 96])],
              outputs=[TensorSpec("logits", "float32", ["cameras", 10, 7]),

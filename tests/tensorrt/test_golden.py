@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from vitdeploy.bundle import Bundle, Precision
-from vitdeploy.exporter.engine.errors import BuildError
-from vitdeploy.exporter.engine.golden import (
+from vitdeploy.runtime.backends.onnxruntime import run_on_cpu
+from vitdeploy.tensorrt.errors import BuildError
+from vitdeploy.tensorrt.golden import (
     GOLDEN_FILE,
     TOLERANCES,
     GoldenReport,
@@ -15,7 +16,6 @@ from vitdeploy.exporter.engine.golden import (
     compare_output,
     ensure_golden,
     load_golden,
-    run_onnxruntime,
 )
 
 RNG = np.random.default_rng(0)
@@ -108,7 +108,7 @@ def test_golden_is_made_once_from_fp32_onnxruntime_and_reused(bundle):
     assert images.shape == (3, 3, 64, 96) and images.dtype == np.float32
     assert not np.allclose(images[0], images[1])  # different views per camera
     assert -3 < images.mean() < 3  # normalised photographs, not raw pixels
-    ref = run_onnxruntime(bundle.onnx_path(), made.inputs)
+    ref = run_on_cpu(bundle.onnx_path(), made.inputs)
     np.testing.assert_array_equal(made.outputs["logits"], ref["logits"])
 
     stamp = path.stat().st_mtime_ns
@@ -135,14 +135,14 @@ def test_check_engine_cuts_the_golden_cameras_and_judges_each_count(bundle):
 
     def engine(feeds):
         seen.append(feeds["images"].shape[0])
-        return run_onnxruntime(onnx, feeds)
+        return run_on_cpu(onnx, feeds)
 
     report = check_engine(engine, golden, graph, precision=Precision.FP32, camera_counts=[1, 3])
     assert seen == [1, 3] and report.passed
     assert set(report.cases) == {"cameras=1", "cameras=3"}
 
     def broken(feeds):
-        out = run_onnxruntime(onnx, feeds)
+        out = run_on_cpu(onnx, feeds)
         out["boxes"] = out["boxes"] + 0.05
         return out
 

@@ -6,7 +6,8 @@ import pytest
 
 from vitdeploy.bundle import Engine, Manifest, Precision, Preprocessing, Status
 from vitdeploy.bundle.manifest import Graph, TensorSpec
-from vitdeploy.bundle.provenance import (
+from vitdeploy.errors import BackendError
+from vitdeploy.tensorrt.provenance import (
     EngineMismatchError,
     Machine,
     MismatchKind,
@@ -18,7 +19,6 @@ from vitdeploy.bundle.provenance import (
     release,
     tensorrt_can_run,
 )
-from vitdeploy.errors import BackendError
 
 ORIN = Machine(tensorrt_version="10.3.0.30", cuda_version="12.6", gpu_name="Orin", compute_capability="8.7")
 

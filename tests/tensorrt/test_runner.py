@@ -12,10 +12,10 @@ import pytest
 from trt_fakes import FakeCuda, FakeTensorRT, demo_logits, demo_plan, install
 
 from vitdeploy.bundle import Bundle, Engine, Precision, Status, TensorSpec
-from vitdeploy.bundle.provenance import EngineMismatchError
 from vitdeploy.errors import BackendError, MissingDependencyError
-from vitdeploy.runtime.backends import tensorrt as trt_backend
-from vitdeploy.runtime.trt_compat import device_index, import_cuda
+from vitdeploy.tensorrt import runner as trt_backend
+from vitdeploy.tensorrt.compat import device_index, import_cuda
+from vitdeploy.tensorrt.provenance import EngineMismatchError
 
 INSTALL = 'pip install "vitdeploy[tensorrt]"'
 
@@ -72,7 +72,7 @@ def gpu(tensorrt_gpu):
 @pytest.fixture
 def built(gpu, bundle):
     """The bundle with an FP32 engine for this GPU (cameras 1..3)."""
-    from vitdeploy.exporter.engine.build import BuildOptions, build_engines
+    from vitdeploy.tensorrt.build import BuildOptions, build_engines
 
     [result] = build_engines(bundle.path, BuildOptions(precision=Precision.FP32))
     assert result.passed, result.golden.summary()
@@ -80,7 +80,7 @@ def built(gpu, bundle):
 
 
 def _golden(bundle: Bundle):
-    from vitdeploy.exporter.engine.golden import GOLDEN_FILE, load_golden
+    from vitdeploy.tensorrt.golden import GOLDEN_FILE, load_golden
 
     return load_golden(bundle.file(GOLDEN_FILE))["model"]
 

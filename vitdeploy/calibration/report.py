@@ -27,6 +27,7 @@ import onnx
 
 from vitdeploy.calibration.modelopt_runner import CalibrationError
 from vitdeploy.evaluation.metrics import detection_map, mean_mask_iou, top1_agreement
+from vitdeploy.runtime.backends.onnxruntime import cpu_session
 from vitdeploy.runtime.postprocess import decode_detr
 
 #: FP32 detections at or above this score are the pseudo ground truth.
@@ -102,20 +103,11 @@ def _finite(obj):
 
 
 # ---- running graphs ---------------------------------------------------------------------------------
-def ort_session(model: str | Path | onnx.ModelProto):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
-
-
 def run_graph(model: str | Path | onnx.ModelProto, feeds: dict[str, np.ndarray], *, batch: int = _BATCH,
               progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """Run ``feeds`` ((N, ...) per input) through onnxruntime on the CPU, ``batch`` cameras at a
     time; returns each output concatenated over N."""
-    session = ort_session(model)
+    session = cpu_session(model)
     names = [o.name for o in session.get_outputs()]
     n = int(next(iter(feeds.values())).shape[0])
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}

@@ -48,10 +48,10 @@ def build(
     """Build a strongly typed TensorRT engine from BUNDLE's ONNX, check it against golden outputs and
     record it with its provenance in the manifest."""
     from vitdeploy.bundle import Precision
-    from vitdeploy.exporter.engine.build import BuildOptions, build_engines, trtexec_commands
-    from vitdeploy.exporter.engine.errors import BuildError
-    from vitdeploy.exporter.engine.profile import parse_dim
-    from vitdeploy.exporter.engine.trtexec import BuilderSettings
+    from vitdeploy.tensorrt.build import BuildOptions, build_engines, trtexec_commands
+    from vitdeploy.tensorrt.errors import BuildError
+    from vitdeploy.tensorrt.profile import parse_dim
+    from vitdeploy.tensorrt.trtexec import BuilderSettings
 
     if fp16 and int8:
         raise BuildError("choose one precision: --fp16 or --int8 (neither: fp32)")

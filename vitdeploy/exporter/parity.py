@@ -14,6 +14,7 @@ import torch
 
 from vitdeploy.bundle.manifest import OutputError, ParityRecord
 from vitdeploy.exporter.graphs import GraphSpec, ParityCase
+from vitdeploy.runtime.backends.onnxruntime import cpu_session
 
 FP32_ATOL = 1e-4
 FP32_RTOL = 1e-3
@@ -37,14 +38,6 @@ def run_torch(spec: GraphSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.nda
     return {t.name: o.numpy() for t, o in zip(spec.outputs, outs, strict=True)}
 
 
-def ort_session(path: str | Path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def default_cases(spec: GraphSpec, *, seed: int = 0) -> list[ParityCase]:
     """Random inputs at the smallest and largest size of every dynamic axis."""
     rng = np.random.default_rng(seed)
@@ -62,7 +55,7 @@ def _dims_label(dims: dict[str, int]) -> str:
 
 def check_parity(spec: GraphSpec, onnx_path: str | Path, *, atol: float = FP32_ATOL, rtol: float = FP32_RTOL,
                  seed: int = 0) -> ParityRecord:
-    session = ort_session(onnx_path)
+    session = cpu_session(onnx_path)
     record = ParityRecord(atol=atol, rtol=rtol, passed=True)
     for case in [*default_cases(spec, seed=seed), *spec.parity_cases]:
         ref = run_torch(spec, case.feeds)

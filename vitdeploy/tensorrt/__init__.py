@@ -1,8 +1,16 @@
-"""The TensorRT engine builder: a bundle's ONNX at one precision -> a strongly typed plan.
+"""Everything TensorRT, in one room (as Polygraphy keeps ``backend/trt/``).
 
-``build.build_engines`` is the entry point of `vitdeploy build`. Everything except ``builder``
-is plain Python that works without TensorRT or a GPU (and is tested so): the optimisation
-profile over the camera axis (``profile``), the equivalent trtexec command (``trtexec``), golden
-inputs and tolerances (``golden``). ``builder`` holds the few calls into TensorRT. The builder
-works on ONNX files and never imports ``vitdeploy.models``.
+* ``compat``: TensorRT and pycuda imported lazily, the TensorRT names used (checked against the
+  recorded 10.x/11.x Python APIs), the machine probe;
+* ``profile``, ``trtexec``, ``errors``: the optimisation profile over the camera axis, the
+  equivalent trtexec line and why a build failed — plain Python, no TensorRT needed;
+* ``builder``: the few calls into TensorRT that turn an ONNX file into a plan;
+* ``build``: `vitdeploy build` — a bundle's ONNX at one precision -> a checked plan in the bundle;
+* ``golden``: golden inputs and the agreement a built engine must reach with them;
+* ``provenance``: which machine a plan belongs to and whether it may run on this one;
+* ``runner``, ``cuda_graph``: the engine side of the tensorrt backend (the backend module itself,
+  ``vitdeploy.runtime.backends.tensorrt``, only adapts it to the backend registry).
+
+This room works on ONNX files and the manifest and never imports ``vitdeploy.models``. Nothing in it
+imports ``tensorrt`` or ``pycuda`` at module level (DESIGN.md decision 3).
 """

@@ -24,13 +24,8 @@ import numpy as np
 
 from vitdeploy.bundle import Bundle, Engine, Precision, Status, atomic_path, sha256_file
 from vitdeploy.bundle.manifest import Graph
-from vitdeploy.bundle.provenance import Machine, plan_file_name
 from vitdeploy.errors import MissingDependencyError
-from vitdeploy.exporter.engine.errors import BuildError
-from vitdeploy.exporter.engine.golden import GoldenReport, GoldenSet, check_engine, ensure_golden
-from vitdeploy.exporter.engine.profile import DimRange, Profile, camera_profile
-from vitdeploy.exporter.engine.trtexec import BuilderSettings, format_command, trtexec_argv
-from vitdeploy.runtime.trt_compat import (
+from vitdeploy.tensorrt.compat import (
     device_index,
     import_cuda,
     import_tensorrt,
@@ -39,6 +34,11 @@ from vitdeploy.runtime.trt_compat import (
     recording_logger,
     tensorrt_major,
 )
+from vitdeploy.tensorrt.errors import BuildError
+from vitdeploy.tensorrt.golden import GoldenReport, GoldenSet, check_engine, ensure_golden
+from vitdeploy.tensorrt.profile import DimRange, Profile, camera_profile
+from vitdeploy.tensorrt.provenance import Machine, plan_file_name
+from vitdeploy.tensorrt.trtexec import BuilderSettings, format_command, trtexec_argv
 
 Progress = Callable[[str], None]
 
@@ -150,7 +150,7 @@ def _ensure_variants(bundle: Bundle, options: BuildOptions, graphs: list[Graph],
 
 def _build_one(trt, bundle: Bundle, graph: Graph, profile: Profile, machine: Machine, options: BuildOptions, *,
                device: int, say: Progress) -> EngineResult:
-    from vitdeploy.exporter.engine.builder import build_plan
+    from vitdeploy.tensorrt.builder import build_plan
 
     p = options.precision
     settings = options.settings
@@ -194,7 +194,7 @@ def _build_one(trt, bundle: Bundle, graph: Graph, profile: Profile, machine: Mac
 
 def _golden_check(plan_path: Path, engine: Engine, graph: Graph, golden: GoldenSet, profile: Profile, *,
                   bundle: Bundle, device: int) -> GoldenReport:
-    from vitdeploy.runtime.backends.tensorrt import TensorRTBackend
+    from vitdeploy.tensorrt.runner import TensorRTBackend
 
     cams = profile.cameras
     counts = [golden.cameras] if cams is None else [c for c in (cams.min, cams.max) if c <= golden.cameras]

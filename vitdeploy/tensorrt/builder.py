@@ -1,6 +1,6 @@
 """The calls into TensorRT that turn one ONNX file into a serialized plan.
 
-Every TensorRT name used here is listed in ``vitdeploy.runtime.trt_compat.TRT_NAMES`` and checked
+Every TensorRT name used here is listed in ``vitdeploy.tensorrt.compat.TRT_NAMES`` and checked
 against the 10.x and 11.x APIs by the API-surface test. ``trt`` is passed in (imported lazily by
 the caller), so importing this module needs no TensorRT.
 """
@@ -13,10 +13,10 @@ from typing import Any
 
 from vitdeploy.bundle import atomic_path
 from vitdeploy.bundle.manifest import Graph, Precision
-from vitdeploy.exporter.engine.errors import BuildError, OnnxParseError, ParserIssue
-from vitdeploy.exporter.engine.profile import Profile
-from vitdeploy.exporter.engine.trtexec import BuilderSettings
-from vitdeploy.runtime.trt_compat import network_flags
+from vitdeploy.tensorrt.compat import network_flags
+from vitdeploy.tensorrt.errors import BuildError, OnnxParseError, ParserIssue
+from vitdeploy.tensorrt.profile import Profile
+from vitdeploy.tensorrt.trtexec import BuilderSettings
 
 
 def parser_issues(parser: Any) -> list[ParserIssue]:
@@ -63,7 +63,7 @@ def build_plan(trt: ModuleType, *, onnx_path: Path, graph: Graph, profile: Profi
                settings: BuilderSettings, logger: Any) -> memoryview:
     """Parse ``onnx_path`` into a strongly typed network and build a plan with one optimisation
     profile. Returns the serialized plan; the timing cache (if any) is loaded before and saved
-    after. ``logger`` is a ``trt_compat.recording_logger``, quoted when TensorRT fails."""
+    after. ``logger`` is a ``compat.recording_logger``, quoted when TensorRT fails."""
     builder = trt.Builder(logger)
     network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)

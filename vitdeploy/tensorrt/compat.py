@@ -5,9 +5,9 @@ and the tensorrt backend only, and a missing one is a ``MissingDependencyError``
 install. Nothing in vitdeploy imports ``tensorrt`` or ``pycuda`` at module level.
 
 ``TRT_NAMES`` lists every TensorRT class, enum member, method and attribute that the builder
-(``vitdeploy.exporter.engine.builder``) and the backend (``vitdeploy.runtime.backends.tensorrt``)
+(``vitdeploy.tensorrt.builder``) and the engine runner (``vitdeploy.tensorrt.runner``)
 touch; ``TRT_NAMES_BY_MAJOR`` the few used only behind a version check. The API-surface test
-(tests/exporter/engine/test_api_surface.py) checks them against the recorded Python APIs of
+(tests/tensorrt/test_api_surface.py) checks them against the recorded Python APIs of
 TensorRT 10.x and 11.x, so a name that one generation lacks fails in CI, not on the car.
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from vitdeploy.bundle.provenance import Machine
 from vitdeploy.errors import BackendError, MissingDependencyError
+from vitdeploy.tensorrt.provenance import Machine
 
 INSTALL_HINT = ('pip install "vitdeploy[tensorrt]" (on Jetson or DRIVE, the TensorRT and pycuda packages of '
                 'JetPack/DriveOS instead: apt install python3-libnvinfer, then pip install pycuda)')

@@ -45,7 +45,8 @@ import numpy as np
 
 from vitdeploy.bundle import Bundle, atomic_path
 from vitdeploy.bundle.manifest import CAMERA_AXIS, Graph, Precision
-from vitdeploy.exporter.engine.errors import BuildError
+from vitdeploy.runtime.backends.onnxruntime import run_on_cpu
+from vitdeploy.tensorrt.errors import BuildError
 
 GOLDEN_FILE = "golden.npz"
 _FORMAT = 1
@@ -264,16 +265,6 @@ def _photo_batch(cameras: int, preprocessing) -> np.ndarray:
     return batch
 
 
-def run_onnxruntime(onnx_path: str | Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds), strict=True))
-
-
 def ensure_golden(bundle: Bundle, graph: Graph, *, dims: dict[str, tuple[int, int, int]],
                   say: Callable[[str], None] = lambda _msg: None) -> GoldenSet:
     """The stored golden set of ``graph``, made (and saved) first if missing, stale or not fitting
@@ -291,7 +282,7 @@ def ensure_golden(bundle: Bundle, graph: Graph, *, dims: dict[str, tuple[int, in
     want.update({name: opt for name, (_lo, opt, _hi) in dims.items() if name != CAMERA_AXIS})
     say(f"making golden outputs of {graph.name} with onnxruntime (fp32, {want})")
     inputs = golden_inputs(bundle, graph, want)
-    outputs = run_onnxruntime(bundle.onnx_path(Precision.FP32, graph.name), inputs)
+    outputs = run_on_cpu(bundle.onnx_path(Precision.FP32, graph.name), inputs)
     made = GoldenSet(graph=graph.name, onnx_sha256=fp32.sha256, dims=want, inputs=inputs,
                      outputs={s.name: outputs[s.name] for s in graph.outputs})
     sets[graph.name] = made

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from vitdeploy.bundle.manifest import CAMERA_AXIS, Graph, Manifest, TensorSpec
-from vitdeploy.exporter.engine.errors import BuildError
+from vitdeploy.tensorrt.errors import BuildError
 
 Shape = tuple[int, ...]
 

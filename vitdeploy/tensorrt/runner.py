@@ -1,4 +1,5 @@
-"""TensorRT backend: a bundle's plan on an NVIDIA GPU, behind the one backend contract.
+"""The engine side of the tensorrt backend: a bundle's plan on an NVIDIA GPU, behind the one
+backend contract (``vitdeploy.runtime.backends.tensorrt`` hands it to the backend registry).
 
 Before a plan is deserialized its provenance in the manifest is compared with the running
 TensorRT, CUDA and GPU, and its bytes with the recorded sha256; a mismatch is an error that names
@@ -27,17 +28,22 @@ from typing import Any
 import numpy as np
 
 from vitdeploy.bundle import Bundle, Engine, Precision, Status, TensorSpec
-from vitdeploy.bundle.provenance import EngineMismatchError, ensure_runnable, plan_file_name, rebuild_command
 from vitdeploy.errors import BackendError
 from vitdeploy.runtime.backends.base import Backend
-from vitdeploy.runtime.backends.cuda_graph import CudaGraph
-from vitdeploy.runtime.trt_compat import (
+from vitdeploy.tensorrt.compat import (
     device_index,
     import_cuda,
     import_tensorrt,
     open_device,
     probe_machine,
     recording_logger,
+)
+from vitdeploy.tensorrt.cuda_graph import CudaGraph
+from vitdeploy.tensorrt.provenance import (
+    EngineMismatchError,
+    ensure_runnable,
+    plan_file_name,
+    rebuild_command,
 )
 
 ShapeKey = tuple[tuple[str, tuple[int, ...]], ...]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitdeploy.bundle.manifest import Graph, Precision
-from vitdeploy.exporter.engine.errors import BuildError
-from vitdeploy.exporter.engine.profile import Profile, Shape
+from vitdeploy.tensorrt.errors import BuildError
+from vitdeploy.tensorrt.profile import Profile, Shape
 
 GENERATIONS = (10, 11)
 

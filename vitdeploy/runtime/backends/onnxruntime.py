@@ -1,13 +1,16 @@
 """ONNX Runtime backend: one bundle graph at one precision on the CPU, CUDA or TensorRT provider.
 
 Because precision lives in the ONNX graph (DESIGN.md decision 1), FP16 and INT8 (Q/DQ) graphs run
-here on a plain CPU too, which is how their accuracy is measured in CI.
+here on a plain CPU too, which is how their accuracy is measured in CI. ``cpu_session`` and
+``run_on_cpu`` are the one place a CPU session is made for everything that is not a backend
+(export parity, calibration reports, TensorRT golden outputs): every room may import this layer.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +29,36 @@ PROVIDERS = {
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(int32)": "int32",
               "tensor(int64)": "int64", "tensor(bool)": "bool"}
+
+
+def _session(model: Any, *, provider: str, threads: int | None = None):
+    """An ``ort.InferenceSession`` of ``model`` on ``provider``, with ONNX Runtime's warnings off.
+    ``model``: a path, serialized ONNX bytes or an ``onnx.ModelProto`` (serialized here)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise MissingDependencyError("onnxruntime", install='pip install onnxruntime') from exc
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=options, providers=[provider])
+
+
+def cpu_session(model: Any, *, threads: int | None = None):
+    """An ONNX Runtime session of ``model`` (a path, ONNX bytes or an ``onnx.ModelProto``) on the
+    CPU provider: the reference every precision and every engine is measured against."""
+    return _session(model, provider=PROVIDERS["cpu"], threads=threads)
+
+
+def run_on_cpu(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every output of ``model`` for ``feeds`` on the CPU, output name -> array."""
+    session = cpu_session(model)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))
 
 
 def resolve_provider(device: str, available: list[str]) -> str:
@@ -53,12 +86,8 @@ class OnnxRuntimeBackend(Backend):
         except ImportError as exc:
             raise MissingDependencyError("onnxruntime", install='pip install onnxruntime') from exc
         provider = resolve_provider(device, ort.get_available_providers())
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=[provider])
+            self.session = _session(path, provider=provider, threads=threads)
         except Exception as exc:  # ORT raises its own types for unreadable or invalid graphs
             raise BackendError(f"onnxruntime cannot load {path}: {exc}") from exc
         if provider not in self.session.get_providers():
