@@ -29,7 +29,8 @@ class PerceptionModel(nn.Module):
         return self.encoder.patch_size
 
     def split_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, tuple[int, int]]:
-        """Run the encoder: (cls tokens or None, patch tokens (B, N, dim), grid)."""
+        """Run the encoder: (prefix tokens (B, P, dim): the class token, then any registers, or None;
+        patch tokens (B, N, dim); grid). Heads read the class token as ``prefix[:, 0]``."""
         grid = self.encoder.grid_for(images.shape[-2], images.shape[-1])
         tokens = self.encoder(images)
         k = self.encoder.num_prefix_tokens
