@@ -171,3 +171,22 @@ def test_dinov2_trained_with_block_chunks_loads(tmp_path):
                for k, v in state.items()}
     encoder = load_backbone(_save(chunked, tmp_path / "w.pth"))
     assert torch.equal(encoder.state_dict()["blocks.3.mlp.fc2.weight"], state["blocks.3.mlp.fc2.weight"])
+
+
+def test_timm_average_pooled_model_has_no_final_norm(tmp_path):
+    """timm models with ``global_pool='avg'`` norm the pooled feature (``fc_norm``), not the tokens
+    (``norm`` is Identity): their tokens are the last block's, as transformers' last hidden state
+    before its final layernorm."""
+    state = random_weights(timm_vit_keys(dim=128, depth=2, patch=16, grid=4))
+    state["fc_norm.weight"], state["fc_norm.bias"] = state.pop("norm.weight"), state.pop("norm.bias")
+    backbone = read_backbone(_save(state, tmp_path / "w.pth"))
+    assert not backbone.config.variant.final_norm and "fc_norm.weight" in backbone.dropped
+    config = transformers.ViTConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
+                                    image_size=64, patch_size=16, layer_norm_eps=1e-6)
+    hf_state = to_hf(dict(state, **{"norm.weight": torch.ones(128), "norm.bias": torch.zeros(128)}), depth=2,
+                     vit_names=True)
+    model = hf_model(transformers.ViTModel, config, hf_state, tmp_path / "hf")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(pixel_values=x, output_hidden_states=True).hidden_states[-1]
+        assert (backbone.build()(x) - ref).abs().max() < TOL
