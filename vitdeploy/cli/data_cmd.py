@@ -1,4 +1,5 @@
-"""`vitdeploy data ...`: make labelled data. `synth` writes synthetic driving scenes as COCO."""
+"""`vitdeploy data ...`: labelled data and recordings. `synth` writes synthetic driving scenes as
+COCO; `info` lists what an MCAP file or ROS 2 bag holds."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ SYNTH_EPILOG = (
     "Example:  vitdeploy data synth --out data/synth --frames 200 --cameras 6 --size 256x448 --seed 0 --stride 5"
 )
 
+INFO_EPILOG = "Example:  vitdeploy data info drives/0412.mcap   (a ROS 2 bag folder or .db3 file too; --json)"
+
 data_app = typer.Typer(
-    help="Labelled data for training, INT8 calibration and evaluation: synthetic multi-camera driving scenes.",
+    help="Labelled data for training, INT8 calibration and evaluation: synthetic multi-camera driving scenes, "
+         "and what recorded drives (MCAP, ROS 2 bags) hold.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -53,3 +57,41 @@ def synth(
     console.print(
         f"wrote {len(dataset.images)} images ({frames} frames x {cameras} cameras, {hw[0]}x{hw[1]}, seed {seed}) "  # type: ignore[index]
         f"with {objects} objects to {path}", highlight=False, soft_wrap=True)
+
+
+@data_app.command("info", epilog=INFO_EPILOG)
+@handles_errors
+def info(
+    recording: Annotated[Path, typer.Argument(help="An .mcap file, a ROS 2 bag folder or a .db3 file.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print the listing as JSON.")] = False,
+) -> None:
+    """List a recording's topics: message types, counts, rates and time span; image topics marked."""
+    import json
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+
+    from vitdeploy.data.recordings import open_recording
+
+    with open_recording(recording) as rec:
+        found = rec.info()
+    if json_:
+        console.out(json.dumps(found.to_dict(), indent=2), highlight=False)
+        return
+    start = datetime.fromtimestamp(found.start_ns / 1e9, tz=UTC).isoformat(timespec="milliseconds")
+    messages = sum(t.count for t in found.topics)
+    console.print(f"[bold]{found.path}[/]: {found.format}, {len(found.topics)} topics, {messages} messages, "
+                  f"{found.duration_s:.3f} s from {start}", highlight=False, soft_wrap=True)
+    table = Table()
+    for column, justify in (("topic", "left"), ("type", "left"), ("encoding", "left"), ("messages", "right"),
+                            ("rate Hz", "right"), ("span s", "right"), ("image", "center")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for t in found.topics:
+        table.add_row(t.topic, t.message_type or "(no schema)", t.message_encoding, str(t.count), f"{t.rate_hz:.2f}",
+                      f"{t.duration_s:.3f}", "yes" if t.image_type is not None else "")
+    console.print(table)
+    if not found.image_topics:
+        from vitdeploy.data.recordings.images import SUPPORTED_TYPES
+
+        console.print(f"no image topics vitdeploy reads ({SUPPORTED_TYPES}, as cdr or protobuf)", highlight=False,
+                      soft_wrap=True)
