@@ -69,13 +69,16 @@ def _ros_dict(msg: Msg, msgtype: str) -> dict:
             "step": _step(msg), "data": msg.pixels.tobytes()}
 
 
-def write_ros2_mcap(path: Path, topics: dict[str, tuple[str, list[Msg]]], *, extra_topic: bool = True) -> Path:
+def write_ros2_mcap(path: Path, topics: dict[str, tuple[str, list[Msg]]], *, extra_topic: bool = True,
+                    compress_chunks: bool = True) -> Path:
     """``topics``: topic -> (ROS 2 message type, messages). ``extra_topic`` adds a non-image
-    ``std_msgs/msg/String`` topic, as real drives have."""
+    ``std_msgs/msg/String`` topic, as real drives have; ``compress_chunks`` False stores payloads
+    as they are (so a test can find and damage one)."""
+    from mcap.writer import CompressionType
     from mcap_ros2.writer import Writer
 
     with open(path, "wb") as fh:
-        writer = Writer(fh)
+        writer = Writer(fh, compression=CompressionType.ZSTD if compress_chunks else CompressionType.NONE)
         schemas = {}
         for topic, (msgtype, msgs) in topics.items():
             if msgtype not in schemas:

@@ -49,3 +49,46 @@ def test_synth_refuses_an_out_path_that_is_a_file(tmp_path):
     result = runner.invoke(app, ["data", "synth", "--out", str(afile), "--frames", "1"])
     assert result.exit_code == 1
     assert "is a file" in result.output and "Traceback" not in result.output
+
+
+# ---- vitdeploy data info ----------------------------------------------------------------------
+
+def _drive(tmp_path):
+    from recording_files import stream, write_ros2_mcap
+
+    return write_ros2_mcap(tmp_path / "drive.mcap", {
+        "/front/compressed": ("sensor_msgs/msg/CompressedImage", stream(6)),
+        "/rear/compressed": ("sensor_msgs/msg/CompressedImage", stream(3, period_ns=200_000_000, seed=1))})
+
+
+def test_info_lists_topics_counts_rates_and_span(tmp_path, monkeypatch):
+    from vitdeploy.cli.console import console
+
+    monkeypatch.setattr(console, "width", 160)  # one table row per topic, nothing wrapped
+    result = runner.invoke(app, ["data", "info", str(_drive(tmp_path))])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "MCAP, 3 topics, 10 messages, 0.503 s from 2026-01-01T00:00:00.000+00:00" in lines[0]
+    rows = {cells[0]: cells[1:] for line in lines[1:]
+            if len(cells := [c.strip() for c in line.split("│")[1:-1]]) == 7}
+    assert rows["/front/compressed"] == ["sensor_msgs/msg/CompressedImage", "cdr", "6", "10.00", "0.500", "yes"]
+    assert rows["/rear/compressed"] == ["sensor_msgs/msg/CompressedImage", "cdr", "3", "5.00", "0.400", "yes"]
+    assert rows["/diagnostics"] == ["std_msgs/msg/String", "cdr", "1", "0.00", "0.000", ""]  # not an image topic
+
+
+def test_info_json(tmp_path):
+    result = runner.invoke(app, ["data", "info", str(_drive(tmp_path)), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["format"] == "MCAP" and doc["image_topics"] == ["/front/compressed", "/rear/compressed"]
+    assert [(t["topic"], t["count"], t["rate_hz"]) for t in doc["topics"]] == [
+        ("/diagnostics", 1, 0.0), ("/front/compressed", 6, 10.0), ("/rear/compressed", 3, 5.0)]
+
+
+def test_info_on_a_damaged_recording_is_one_line(tmp_path):
+    path = _drive(tmp_path)
+    path.write_bytes(path.read_bytes()[:-200])
+    result = runner.invoke(app, ["data", "info", str(path)])
+    assert result.exit_code == 1
+    text = result.output.strip()
+    assert "is not a readable MCAP file" in text and "Traceback" not in text and len(text.splitlines()) == 1

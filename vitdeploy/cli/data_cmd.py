@@ -80,12 +80,14 @@ def info(
         return
     start = datetime.fromtimestamp(found.start_ns / 1e9, tz=UTC).isoformat(timespec="milliseconds")
     messages = sum(t.count for t in found.topics)
-    console.print(f"[bold]{found.path}[/]: {found.format}, {len(found.topics)} topics, {messages} messages, "
+    n = len(found.topics)
+    console.print(f"[bold]{found.path}[/]: {found.format}, {n} topic{'s' * (n != 1)}, {messages} messages, "
                   f"{found.duration_s:.3f} s from {start}", highlight=False, soft_wrap=True)
     table = Table()
     for column, justify in (("topic", "left"), ("type", "left"), ("encoding", "left"), ("messages", "right"),
                             ("rate Hz", "right"), ("span s", "right"), ("image", "center")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        # long topic and type names wrap rather than lose their ends
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for t in found.topics:
         table.add_row(t.topic, t.message_type or "(no schema)", t.message_encoding, str(t.count), f"{t.rate_hz:.2f}",
                       f"{t.duration_s:.3f}", "yes" if t.image_type is not None else "")

@@ -44,6 +44,9 @@ class McapStore:
             self._summary = summary
         except Exception as exc:  # the library raises McapError, struct.error, EOFError ... on a damaged file
             self._fh.close()
+            if isinstance(exc, extra.load("mcap.exceptions").InvalidMagic):
+                raise DataError(f"{path} is not an MCAP file (it does not start with the MCAP magic bytes); give an "
+                                ".mcap file, a .db3 file or a ROS 2 bag folder") from exc
             raise self._unreadable(exc) from exc
 
     def _unreadable(self, exc: BaseException) -> DataError:

@@ -39,8 +39,9 @@ class RosbagStore:
         self._times: dict[str, np.ndarray] | None = None
 
     def _unreadable(self, exc: BaseException) -> DataError:
-        return unreadable(self.path, "ROS 2 bag", exc, fix="give the bag folder (with metadata.yaml) or its .db3 "
-                          "file; `ros2 bag reindex` rebuilds a lost metadata.yaml")
+        db3 = next(self.path.glob("*.db3"), self.path) if self.path.is_dir() else self.path
+        return unreadable(self.path, "ROS 2 bag", exc, fix=f"SQLite can salvage what is readable of a damaged .db3: "
+                          f"`sqlite3 {db3} .recover | sqlite3 recovered.db3`")
 
     def topics(self) -> list[tuple[str, str, str]]:
         return [(topic, conns[0].msgtype, conns[0].ext.serialization_format)
