@@ -121,14 +121,15 @@ def write_foxglove_mcap(path: Path, topics: dict[str, tuple[str, list[Msg]]]) ->
     return path
 
 
-# ---- ROS 2 bags (.db3) -------------------------------------------------------------------------
+# ---- ROS 2 bags (rosbags) -------------------------------------------------------------------------
 
-def write_db3_bag(path: Path, topics: dict[str, tuple[str, list[Msg]]]) -> Path:
-    """A ROS 2 bag folder (metadata.yaml + one .db3) at ``path``; returns the folder."""
-    from rosbags.rosbag2 import Writer
+def write_ros2_bag(path: Path, topics: dict[str, tuple[str, list[Msg]]], *, storage: str = "sqlite3") -> Path:
+    """A ROS 2 bag folder at ``path``: metadata.yaml and one ``.db3`` (``storage="sqlite3"``) or
+    ``.mcap`` (``storage="mcap"``) file; returns the folder."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
 
     types = TYPESTORE.types
-    with Writer(path, version=9) as writer:
+    with Writer(path, version=9, storage_plugin=StoragePlugin[storage.upper()]) as writer:
         for topic, (msgtype, msgs) in topics.items():
             conn = writer.add_connection(topic, msgtype, typestore=TYPESTORE)
             for msg in msgs:

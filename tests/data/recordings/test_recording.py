@@ -13,7 +13,7 @@ from recording_files import (
     frame,
     smooth_frame,
     stream,
-    write_db3_bag,
+    write_ros2_bag,
     write_foxglove_mcap,
     write_ros2_mcap,
 )
@@ -89,12 +89,22 @@ def test_foxglove_compressed_and_raw_images_in_mcap(tmp_path):
 
 def test_db3_bag_folder_and_bare_db3_file(tmp_path):
     png, rgb = stream(4), raw(stream(3, seed=3))
-    bag = write_db3_bag(tmp_path / "bag", {"/front": (ROS_COMPRESSED, png), "/side": (ROS_IMAGE, rgb)})
+    bag = write_ros2_bag(tmp_path / "bag", {"/front": (ROS_COMPRESSED, png), "/side": (ROS_IMAGE, rgb)})
     for path in (bag, next(bag.glob("*.db3"))):
         assert_frames(read_all(path, "/front"), png, [m.pixels for m in png])
         assert_frames(read_all(path, "/side"), rgb, [m.pixels for m in rgb])
         with open_recording(path) as rec:
             assert rec.format == "ROS 2 bag" and rec.info().image_topics == ["/front", "/side"]
+
+
+def test_a_bag_folder_with_mcap_storage_reads_as_a_bag_and_its_file_as_mcap(tmp_path):
+    msgs = stream(4)
+    bag = write_ros2_bag(tmp_path / "bag", {"/front": (ROS_COMPRESSED, msgs)}, storage="mcap")
+    inner = next(bag.glob("*.mcap"))
+    for path, fmt in ((bag, "ROS 2 bag"), (inner, "MCAP")):
+        with open_recording(path) as rec:
+            assert rec.format == fmt and rec.info().image_topics == ["/front"]
+        assert_frames(read_all(path, "/front"), msgs, [m.pixels for m in msgs])
 
 
 def test_a_zero_header_stamp_falls_back_to_the_log_time(tmp_path):
@@ -209,7 +219,7 @@ def test_a_damaged_chunk_is_a_clear_error_when_read(tmp_path):
 
 
 def test_a_corrupt_db3_is_a_clear_error(tmp_path):
-    bag = write_db3_bag(tmp_path / "bag", {"/cam": (ROS_COMPRESSED, stream(3))})
+    bag = write_ros2_bag(tmp_path / "bag", {"/cam": (ROS_COMPRESSED, stream(3))})
     db3 = next(bag.glob("*.db3"))
     db3.write_bytes(b"this is not sqlite" * 100)
     for path in (bag, db3):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -119,3 +119,19 @@ def unreadable(path: Path, what: str, exc: BaseException, *, fix: str) -> DataEr
     """The error for a file the reader library cannot parse: what it is, the library's words, what to do."""
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return DataError(f"{path} is not a readable {what} (truncated or corrupt: {detail}); {fix}")
+
+
+T = TypeVar("T")
+
+
+def guarded(items: Iterator[T], unreadable: Callable[[BaseException], DataError]) -> Iterator[T]:
+    """``items`` from a reader library, with whatever it raises on a damaged file (its own errors,
+    ``struct.error``, decompression errors ...) turned into ``unreadable(exc)``."""
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise unreadable(exc) from exc
+        yield item

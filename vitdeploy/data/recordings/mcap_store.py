@@ -13,7 +13,7 @@ import numpy as np
 
 from vitdeploy.data.recordings import extra
 from vitdeploy.data.recordings.images import CorruptFrameError, UnsupportedImageError
-from vitdeploy.data.recordings.info import RawMessage, unreadable
+from vitdeploy.data.recordings.info import RawMessage, guarded, unreadable
 from vitdeploy.errors import DataError
 
 
@@ -110,13 +110,7 @@ class McapStore:
 
     def messages(self, topic: str, *, start_ns: int | None = None, end_ns: int | None = None) -> Iterator[RawMessage]:
         found = self._reader.iter_messages(topics=[topic], starting_at=start_ns, ending_before=end_ns)
-        while True:
-            try:
-                schema, channel, message = next(found)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise self._unreadable(exc) from exc
+        for schema, channel, message in guarded(found, self._unreadable):
             yield RawMessage(message.log_time, schema.name if schema else "",
                              functools.partial(self._decode, schema, channel, message.data))
 

@@ -137,6 +137,9 @@ class Recording:
                 if k == same:
                     frames.append(message.decode())
                     break
+            else:
+                raise DataError(f"{self.path}: message {index} of {topic} is in the file's index but not in its data; "
+                                "the file is inconsistent (`mcap recover` rewrites an MCAP file from its data)")
         return frames
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from vitdeploy.data.recordings import extra
 from vitdeploy.data.recordings.images import CorruptFrameError
-from vitdeploy.data.recordings.info import RawMessage, unreadable
+from vitdeploy.data.recordings.info import RawMessage, guarded, unreadable
 from vitdeploy.errors import DataError
 
 
@@ -50,23 +50,14 @@ class RosbagStore:
     def log_times(self) -> dict[str, np.ndarray]:
         if self._times is None:
             times: dict[str, list[int]] = {topic: [] for topic in self._connections}
-            try:
-                for conn, stamp, _ in self._reader.messages():
-                    times[conn.topic].append(stamp)
-            except Exception as exc:
-                raise self._unreadable(exc) from exc
+            for conn, stamp, _ in guarded(self._reader.messages(), self._unreadable):
+                times[conn.topic].append(stamp)
             self._times = {topic: np.sort(np.asarray(t, dtype=np.int64)) for topic, t in times.items()}
         return self._times
 
     def messages(self, topic: str, *, start_ns: int | None = None, end_ns: int | None = None) -> Iterator[RawMessage]:
         found = self._reader.messages(connections=self._connections[topic], start=start_ns, stop=end_ns)
-        while True:
-            try:
-                conn, stamp, data = next(found)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise self._unreadable(exc) from exc
+        for conn, stamp, data in guarded(found, self._unreadable):
             yield RawMessage(stamp, conn.msgtype, functools.partial(self._decode, conn, data))
 
     def _decode(self, conn, data: bytes) -> object:
