@@ -13,8 +13,8 @@ from recording_files import (
     frame,
     smooth_frame,
     stream,
-    write_ros2_bag,
     write_foxglove_mcap,
+    write_ros2_bag,
     write_ros2_mcap,
 )
 
@@ -105,6 +105,15 @@ def test_a_bag_folder_with_mcap_storage_reads_as_a_bag_and_its_file_as_mcap(tmp_
         with open_recording(path) as rec:
             assert rec.format == fmt and rec.info().image_topics == ["/front"]
         assert_frames(read_all(path, "/front"), msgs, [m.pixels for m in msgs])
+
+
+def test_reading_a_topic_from_the_start_does_not_scan_the_whole_bag_first(tmp_path, monkeypatch):
+    msgs = stream(3)
+    bag = write_ros2_bag(tmp_path / "bag", {"/front": (ROS_COMPRESSED, msgs)})
+    with open_recording(bag) as rec:
+        # a .db3 has no index: listing spans needs a pass over every message; streaming must not
+        monkeypatch.setattr(rec._store, "log_times", lambda: pytest.fail("scanned the bag before streaming"))
+        assert [f.stamp_ns for f in rec.frames("/front")] == [m.stamp_ns for m in msgs]
 
 
 def test_a_zero_header_stamp_falls_back_to_the_log_time(tmp_path):

@@ -22,6 +22,12 @@ from vitdeploy.errors import DataError
 DECODABLE_ENCODINGS = ("cdr", "protobuf")
 
 
+def readable_image_type(message_type: str, message_encoding: str) -> ImageMessageType | None:
+    """The image type of a topic whose frames vitdeploy can read, else None."""
+    kind = ImageMessageType.of(message_type)
+    return kind if message_encoding in DECODABLE_ENCODINGS else None
+
+
 @dataclass(frozen=True)
 class TopicInfo:
     """One topic: its message type (``sensor_msgs/msg/CompressedImage``, ``foxglove.RawImage``, ...),
@@ -38,8 +44,7 @@ class TopicInfo:
     @property
     def image_type(self) -> ImageMessageType | None:
         """The image message type when vitdeploy can read this topic's frames, else None."""
-        kind = ImageMessageType.of(self.message_type)
-        return kind if self.message_encoding in DECODABLE_ENCODINGS else None
+        return readable_image_type(self.message_type, self.message_encoding)
 
     @property
     def duration_s(self) -> float:

@@ -24,7 +24,7 @@ from vitdeploy.data.recordings.images import (
     UnsupportedImageError,
     message_image,
 )
-from vitdeploy.data.recordings.info import RawMessage, RecordingInfo, Store, TopicInfo
+from vitdeploy.data.recordings.info import RawMessage, RecordingInfo, Store, TopicInfo, readable_image_type
 from vitdeploy.errors import DataError
 
 
@@ -90,28 +90,29 @@ class Recording:
             self._info = RecordingInfo(self.path, self.format, tuple(topics))
         return self._info
 
-    def image_topic(self, topic: str) -> TopicInfo:
-        """The topic ``topic``, checked to carry images vitdeploy reads; a clear ``DataError`` naming
-        the image topics there are, otherwise."""
-        info = self.info()
-        found = next((t for t in info.topics if t.topic == topic), None)
-        there = (f"its image topics are {', '.join(info.image_topics)}" if info.image_topics
-                 else f"it has no image topics ({SUPPORTED_TYPES})")
-        if found is None:
+    def image_type(self, topic: str) -> ImageMessageType:
+        """The image message type of ``topic``; a clear ``DataError`` naming the image topics there
+        are when it is missing or carries something else. Reads no message (cheap on any file)."""
+        types = {name: (message_type, encoding) for name, message_type, encoding in self._store.topics()}
+        images = [name for name, (message_type, encoding) in types.items() if readable_image_type(message_type, encoding)]
+        there = f"its image topics are {', '.join(images)}" if images else f"it has no image topics ({SUPPORTED_TYPES})"
+        if topic not in types:
             raise DataError(f"{self.path} has no topic {topic!r}; {there}")
-        if ImageMessageType.of(found.message_type) is None:
-            raise UnsupportedImageError(f"topic {topic} of {self.path} carries {found.message_type or 'schemaless'} "
+        message_type, encoding = types[topic]
+        if ImageMessageType.of(message_type) is None:
+            raise UnsupportedImageError(f"topic {topic} of {self.path} carries {message_type or 'schemaless'} "
                                         f"messages, not images ({SUPPORTED_TYPES}); {there}")
-        if found.image_type is None:
-            raise UnsupportedImageError(f"topic {topic} of {self.path} is {found.message_encoding}-encoded; vitdeploy "
-                                        "reads image messages encoded as cdr (ROS 2) or protobuf (Foxglove)")
-        return found
+        kind = readable_image_type(message_type, encoding)
+        if kind is None:
+            raise UnsupportedImageError(f"topic {topic} of {self.path} is {encoding}-encoded; vitdeploy reads image "
+                                        "messages encoded as cdr (ROS 2) or protobuf (Foxglove)")
+        return kind
 
     def messages(self, topic: str, *, start_ns: int | None = None, end_ns: int | None = None) -> Iterator[ImageMessage]:
         """The image messages of ``topic`` logged in [``start_ns``, ``end_ns``) (ns, the whole topic
         by default), in log-time order, not yet decoded. The topic is checked now; iterating reads
         the file lazily."""
-        kind = self.image_topic(topic).image_type
+        kind = self.image_type(topic)
         first = 0 if start_ns is None else int(np.searchsorted(self._store.log_times()[topic], start_ns, "left"))
         raws = self._store.messages(topic, start_ns=start_ns, end_ns=end_ns)
         return (ImageMessage(topic, first + k, raw.log_time_ns, kind, raw) for k, raw in enumerate(raws))
@@ -125,7 +126,7 @@ class Recording:
         of them when it has fewer). Only the chosen messages are read and decoded."""
         if count < 1:
             raise DataError(f"sample at least 1 frame, got count={count}")
-        self.image_topic(topic)
+        self.image_type(topic)
         times = self._store.log_times()[topic]
         picks = np.unique(np.round(np.linspace(0, times.size - 1, min(count, times.size))).astype(int))
         frames = []
