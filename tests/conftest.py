@@ -32,20 +32,21 @@ def exported(tmp_path_factory):
 
 @pytest.fixture
 def no_tensorrt(monkeypatch):
-    """Make `import tensorrt` / `import pycuda` fail even where they are installed."""
-    for name in ("tensorrt", "pycuda", "pycuda.driver"):
+    """Make `import tensorrt` and both CUDA layers (pycuda, cuda-python) fail even where installed."""
+    for name in ("tensorrt", "pycuda", "pycuda.driver", "cuda", "cuda.bindings", "cuda.bindings.runtime"):
         monkeypatch.setitem(sys.modules, name, None)
 
 
 @pytest.fixture(scope="session")
 def tensorrt_gpu():
-    """The tensorrt module on a machine with TensorRT, pycuda and a CUDA GPU; skips elsewhere."""
+    """The tensorrt module on a machine with TensorRT, a CUDA layer and a CUDA GPU; skips elsewhere."""
     from vitdeploy.errors import MissingDependencyError
-    from vitdeploy.tensorrt.compat import import_cuda, import_tensorrt
+    from vitdeploy.tensorrt.compat import import_tensorrt
+    from vitdeploy.tensorrt.cuda import open_gpu
 
     try:
         trt = import_tensorrt()
-        import_cuda()
+        open_gpu(0).close()
     except MissingDependencyError as exc:
         pytest.skip(f"needs TensorRT and a CUDA GPU: {exc}")
     return trt

@@ -1,117 +1,36 @@
-"""Stand-ins for TensorRT and pycuda, so the engine builder's and the tensorrt backend's own logic
-runs in CI without a GPU. They offer only names the code uses; test_api_surface.py proves those
-exist in TensorRT 10.x and 11.x. The real thing is exercised by the tests marked ``tensorrt``.
+"""A stand-in for TensorRT, so the engine builder's and the tensorrt backend's own logic runs in CI
+without a GPU (the CUDA layers' stand-ins are in cuda_fakes.py). It offers only names the code
+uses; test_api_surface.py proves those exist in the recorded TensorRT 10.3/10.16/11.0/11.4 APIs.
+The real thing is exercised by the tests marked ``tensorrt``.
 
 The fake "plan" is JSON: the ONNX file it was built from (run with ONNX Runtime when executed, so
 a fake engine computes what the real one should) or ``"demo"`` (logits[n, j] = images[n].sum() *
-(j + 1)), and the profile of each input. Data moves through fake device memory, so copies,
-shapes and tensor addresses all have to be right for the numbers to come out.
+(j + 1)), the profile of each input, and the layers the engine inspector reports. Data moves
+through fake device memory, so copies, shapes, tensor addresses and the activation memory given
+to each context all have to be right for the numbers to come out.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from types import ModuleType, SimpleNamespace
 
 import numpy as np
+from cuda_fakes import FakeCudart, FakeDeviceMemory, FakePycuda, install_cudart, install_pycuda
+
+__all__ = ["FakeCudart", "FakePycuda", "FakeTensorRT", "demo_logits", "demo_plan", "install"]
+
+#: Activation memory the fake engine needs per camera, bytes.
+ACTIVATION_PER_CAMERA = 1 << 20
+#: What TensorRT's builder logs when no layer stays on the DLA.
+NOTHING_ON_DLA = "setDefaultDeviceType was called but no layer in the network can run on DLA."
 
 
-class FakeCuda:
-    """pycuda.driver with one GPU ("Orin", sm 8.7, CUDA 12.6)."""
-
-    class Error(Exception):
-        pass
-
-    def __init__(self, gpu_name="Orin", compute_capability=(8, 7)):
-        self.memory: dict[int, np.ndarray] = {}
-        fake = self
-
-        class Context:
-            def push(self):
-                pass
-
-            def detach(self):
-                pass
-
-            @staticmethod
-            def pop():
-                pass
-
-        class Device:
-            def __init__(self, index):
-                self.index = index
-
-            @staticmethod
-            def count():
-                return 1
-
-            def name(self):
-                return gpu_name
-
-            def compute_capability(self):
-                return compute_capability
-
-            def retain_primary_context(self):
-                return Context()
-
-        class Allocation:
-            next_address = 0x1000
-
-            def __init__(self, nbytes):
-                self.address = Allocation.next_address
-                Allocation.next_address += 0x100000 + nbytes
-                fake.memory[self.address] = np.zeros(nbytes, np.uint8)
-
-            def __int__(self):
-                return self.address
-
-            def free(self):
-                del fake.memory[self.address]
-
-        class Stream:
-            handle = 77
-
-            def synchronize(self):
-                pass
-
-        class Event:
-            def record(self, stream):
-                self.at = time.perf_counter()
-
-            def time_till(self, other):
-                return (other.at - self.at) * 1e3
-
-        self.Context, self.Device, self.Stream, self.Event, self.mem_alloc = Context, Device, Stream, Event, Allocation
-
-    def init(self):
-        pass
-
-    def get_version(self):
-        return (12, 6, 0)
-
-    def pagelocked_empty(self, count, dtype):
-        return np.empty(count, dtype)
-
-    def memcpy_htod_async(self, dev, host, stream):
-        self.memory[int(dev)][: host.nbytes] = np.frombuffer(host.tobytes(), np.uint8)
-
-    def memcpy_dtoh_async(self, host, dev, stream):
-        host[...] = np.frombuffer(self.memory[int(dev)][: host.nbytes].tobytes(), host.dtype).reshape(host.shape)
-
-    def read(self, address: int, shape, dtype) -> np.ndarray:
-        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        return np.frombuffer(self.memory[address][:n].tobytes(), dtype).reshape(shape)
-
-    def write(self, address: int, array: np.ndarray) -> None:
-        self.memory[address][: array.nbytes] = np.frombuffer(np.ascontiguousarray(array).tobytes(), np.uint8)
-
-
-def demo_plan(max_cameras=3) -> bytes:
+def demo_plan(max_cameras=3, *, dtypes=None) -> bytes:
     return json.dumps({"demo": True, "inputs": {"images": [[1, 3, 4, 4], [max_cameras, 3, 4, 4],
                                                            [max_cameras, 3, 4, 4]]},
-                       "outputs": ["logits"]}).encode()
+                       "outputs": ["logits"], "dtypes": dtypes or {}}).encode()
 
 
 def demo_logits(images: np.ndarray) -> np.ndarray:
@@ -120,13 +39,15 @@ def demo_logits(images: np.ndarray) -> np.ndarray:
 
 class FakeTensorRT(ModuleType):
     """tensorrt: Builder + OnnxParser make a JSON plan; Runtime runs it. ``corrupt`` is added to
-    every output of an ONNX-backed engine (an engine that got the numbers wrong)."""
+    every output of an ONNX-backed engine (an engine that got the numbers wrong). ``dla_runs``:
+    whether layers stay on the DLA of a DLA build (else the builder says none can, as TensorRT does)."""
 
-    def __init__(self, cuda: FakeCuda, version="10.3.0.30", *, corrupt=0.0, dla_cores=0):
+    def __init__(self, cuda: FakeDeviceMemory, version="10.3.0.30", *, corrupt=0.0, dla_cores=0, dla_runs=True):
         super().__init__("tensorrt")
         self.__version__ = version
         self.deserialized: list[bytes] = []
         self.calls: list[tuple] = []
+        self.contexts: list = []
         fake = self
         self.TensorIOMode = SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
         self.NetworkDefinitionCreationFlag = SimpleNamespace(STRONGLY_TYPED=1)
@@ -134,9 +55,13 @@ class FakeTensorRT(ModuleType):
         self.BuilderFlag = SimpleNamespace(TF32="TF32", GPU_FALLBACK="GPU_FALLBACK",
                                            VERSION_COMPATIBLE="VERSION_COMPATIBLE")
         self.DeviceType = SimpleNamespace(DLA="DLA", GPU="GPU")
+        self.ProfilingVerbosity = SimpleNamespace(DETAILED="DETAILED", LAYER_NAMES_ONLY="LAYER_NAMES_ONLY")
+        self.ExecutionContextAllocationStrategy = SimpleNamespace(STATIC="STATIC", USER_MANAGED="USER_MANAGED")
+        self.LayerInformationFormat = SimpleNamespace(JSON="JSON", ONELINE="ONELINE")
 
         class ILogger:
-            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = (f"Severity.{s}" for s in
+                                                             ("INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"))
 
             def __init__(self):
                 pass
@@ -182,6 +107,7 @@ class FakeTensorRT(ModuleType):
         class Config:
             def __init__(self):
                 self.profile = None
+                self.default_device_type, self.DLA_core, self.profiling_verbosity = "GPU", -1, "LAYER_NAMES_ONLY"
 
             def set_memory_pool_limit(self, pool, size):
                 fake.calls.append(("set_memory_pool_limit", pool, size))
@@ -215,7 +141,7 @@ class FakeTensorRT(ModuleType):
             num_DLA_cores = dla_cores
 
             def __init__(self, logger):
-                pass
+                self.logger = logger
 
             def create_network(self, flags):
                 fake.calls.append(("create_network", flags))
@@ -228,13 +154,23 @@ class FakeTensorRT(ModuleType):
                 return OptProfile()
 
             def build_serialized_network(self, network, config):
+                layers = [{"Name": "{ForeignNode[/encoder/blocks.0/attn/MatMul.../head/Sigmoid]}", "LayerType": "Myelin"}]
+                if getattr(config, "default_device_type", None) == "DLA":
+                    fake.calls.append(("dla_build", config.DLA_core, config.profiling_verbosity))
+                    if dla_runs:
+                        layers = [{"Name": "images to nvm", "LayerType": "Reformat"},
+                                  {"Name": "{ForeignNode[/patch_embed/Conv]}", "LayerType": "DLA"},
+                                  {"Name": "images from nvm", "LayerType": "Reformat"}, *layers]
+                    else:
+                        self.logger.log(ILogger.WARNING, NOTHING_ON_DLA)
                 return json.dumps({"onnx": network.onnx, "inputs": config.profile.shapes,
-                                   "outputs": network.outputs}).encode()
+                                   "outputs": network.outputs, "layers": layers}).encode()
 
         # ---- running ----
         class Context:
-            def __init__(self, engine):
-                self.engine, self.shapes, self.addresses = engine, {}, {}
+            def __init__(self, engine, strategy):
+                self.engine, self.strategy, self.shapes, self.addresses = engine, strategy, {}, {}
+                self.device_memory = None
 
             def set_input_shape(self, name, shape):
                 lo, _opt, hi = self.engine.plan["inputs"][name]
@@ -252,6 +188,12 @@ class FakeTensorRT(ModuleType):
                 self.addresses[name] = address
                 return True
 
+            def set_device_memory(self, address, size):
+                self.device_memory = (address, size)
+
+            def update_device_memory_size_for_shapes(self):
+                return ACTIVATION_PER_CAMERA * next(iter(self.shapes.values()))[0]
+
             def _zeros(self):
                 return {n: np.zeros(s, np.float32) for n, s in self.shapes.items()}
 
@@ -264,10 +206,22 @@ class FakeTensorRT(ModuleType):
                 return {k: (v + np.float32(corrupt)).astype(v.dtype) for k, v in out.items()}
 
             def execute_async_v3(self, stream):
+                if self.strategy == "USER_MANAGED":  # TensorRT needs the memory before it runs
+                    address, size = self.device_memory
+                    if address not in cuda.memory or size < self.update_device_memory_size_for_shapes():
+                        return False
                 feeds = {n: cuda.read(self.addresses[n], s, np.float32) for n, s in self.shapes.items()}
                 for name, value in self._outputs(feeds).items():
                     cuda.write(self.addresses[name], value)
                 return True
+
+        class Inspector:
+            def __init__(self, engine):
+                self.engine = engine
+
+            def get_engine_information(self, fmt):
+                assert fmt == "JSON"
+                return json.dumps({"Layers": self.engine.plan.get("layers", []), "Bindings": self.engine.names})
 
         class Engine:
             def __init__(self, plan):
@@ -278,6 +232,10 @@ class FakeTensorRT(ModuleType):
             def num_io_tensors(self):
                 return len(self.names)
 
+            @property
+            def device_memory_size_v2(self):
+                return ACTIVATION_PER_CAMERA * max(hi[0] for _lo, _opt, hi in self.plan["inputs"].values())
+
             def get_tensor_name(self, i):
                 return self.names[i]
 
@@ -285,13 +243,18 @@ class FakeTensorRT(ModuleType):
                 return "INPUT" if name in self.plan["inputs"] else "OUTPUT"
 
             def get_tensor_dtype(self, name):
-                return np.float32
+                return self.plan.get("dtypes", {}).get(name, np.float32)
 
             def get_tensor_profile_shape(self, name, profile):
                 return [tuple(s) for s in self.plan["inputs"][name]]
 
-            def create_execution_context(self):
-                return Context(self)
+            def create_execution_context(self, strategy="STATIC"):
+                context = Context(self, strategy)
+                fake.contexts.append(context)
+                return context
+
+            def create_engine_inspector(self):
+                return Inspector(self)
 
         class Runtime:
             def __init__(self, logger):
@@ -305,13 +268,17 @@ class FakeTensorRT(ModuleType):
 
     @staticmethod
     def nptype(dtype):
+        if isinstance(dtype, str):  # DataType.BF16, FP8, FP4, INT4: no numpy type, a bare TypeError
+            raise TypeError(f"Could not resolve TensorRT datatype to an equivalent numpy datatype. DataType.{dtype}")
         return dtype
 
 
-def install(monkeypatch, trt: FakeTensorRT, cuda: FakeCuda) -> None:
-    """Make ``import tensorrt`` and ``import pycuda.driver`` find the stand-ins."""
-    pycuda = ModuleType("pycuda")
-    pycuda.driver = cuda
+def install(monkeypatch, trt: FakeTensorRT, cuda: FakePycuda | FakeCudart) -> None:
+    """Make ``import tensorrt`` and the CUDA layer (pycuda or cuda-python, by the fake given) find
+    the stand-ins."""
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setitem(sys.modules, "pycuda", pycuda)
-    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda)
+    monkeypatch.delenv("VITDEPLOY_CUDA_LAYER", raising=False)
+    if isinstance(cuda, FakeCudart):
+        install_cudart(monkeypatch, cuda)
+    else:
+        install_pycuda(monkeypatch, cuda)

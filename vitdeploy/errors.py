@@ -42,6 +42,7 @@ class MissingDependencyError(VitDeployError):
 
     def __init__(self, what: str, *, install: str):
         super().__init__(f"{what} is not available; install it with: {install}")
+        self.what = what
         self.install = install
 
 

@@ -30,6 +30,8 @@ NOT_TENSORRT = {
     "parse": "Precision.parse", "dtype": "numpy dtypes of host buffers", "nbytes": "numpy array size",
     "file": "Engine.file (manifest)", "precision": "Engine.precision (manifest)",
     "tensorrt_version": "Machine/Engine provenance", "pop": "pycuda Context.pop", "count": "pycuda Device.count",
+    "destroy": "CUDA-layer streams and events", "read": "EngineMemory.read (host buffers)",
+    "release": "EngineMemory.release",
 }
 GATED = [name for names in TRT_NAMES_BY_MAJOR.values() for name in names]
 

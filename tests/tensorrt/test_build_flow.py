@@ -5,7 +5,8 @@ import hashlib
 import shutil
 
 import pytest
-from trt_fakes import FakeCuda, FakeTensorRT, install
+from trt_fakes import FakePycuda as FakeCuda
+from trt_fakes import FakeTensorRT, install
 from typer.testing import CliRunner
 
 from vitdeploy.bundle import Bundle, Precision, Status, sha256_file

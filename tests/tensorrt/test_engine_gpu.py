@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from vitdeploy.bundle import Bundle, Precision, Status, sha256_file
 from vitdeploy.cli.app import app
+from vitdeploy.tensorrt.agreement import TOLERANCES, compare_output
 from vitdeploy.tensorrt.build import BuildOptions, build_engines, trtexec_commands
 from vitdeploy.tensorrt.compat import tensorrt_major
-from vitdeploy.tensorrt.golden import GOLDEN_FILE, TOLERANCES, compare_output, load_golden
+from vitdeploy.tensorrt.golden import GOLDEN_FILE, load_golden
 from vitdeploy.tensorrt.trtexec import BuilderSettings
 
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]

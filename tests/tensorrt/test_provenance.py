@@ -63,7 +63,7 @@ def test_a_matching_machine_has_no_mismatch():
 
 
 @pytest.mark.parametrize(("machine", "kind"), [
-    (dataclasses.replace(ORIN, tensorrt_version="10.3.0.26"), MismatchKind.TENSORRT),
+    (dataclasses.replace(ORIN, tensorrt_version="10.4.0.26"), MismatchKind.TENSORRT),
     (dataclasses.replace(ORIN, tensorrt_version="11.0.0.114"), MismatchKind.TENSORRT),
     (dataclasses.replace(ORIN, cuda_version="11.4"), MismatchKind.CUDA),
     (dataclasses.replace(ORIN, gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0"),
@@ -99,6 +99,8 @@ def test_several_mismatches_are_all_reported():
     ("10.3.0.30", "11.0.0.114", False, True),  # 10.x version-compatible plans run on 11.x
     ("11.0.0.114", "11.4.0.106", False, True),
     ("11.4.0.106", "10.16.1.11", False, False),
+    ("10.3.0", "10.3.0.30", True, True),  # the same release: major.minor.patch, the build number aside
+    ("10.3.0.26", "10.3.0.30", True, True),
 ])
 def test_tensorrt_version_rules(built, running, plain, compatible):
     assert tensorrt_can_run(built=built, running=running, version_compatible=False) is plain
@@ -124,9 +126,45 @@ def test_engine_record_round_trips_through_the_manifest():
               outputs=[TensorSpec("logits", "float32", ["cameras", 10, 7])])
     m = Manifest(model="m", head="detr", parameters=1, image_size=(64, 96), patch_size=16, max_cameras=6, opset=18,
                  preprocessing=Preprocessing(image_size=(64, 96)), graphs=[g],
-                 engines=[_engine(status=Status.FAILED, dla_core=1, version_compatible=True,
+                 engines=[_engine(status=Status.FAILED, dla_core=1, version_compatible=True, sm_count=16,
+                                  gpu_memory_mib=62464, dla_layers=0,
                                   golden={"passed": False, "cases": {"cameras=1": {}}},
                                   options={"workspace_gb": 2.0})])
     again = Manifest.from_json(m.to_json())
     assert again == m
     assert again.engines[0].dla_core == 1 and again.engines[0].status is Status.FAILED
+    assert again.engines[0].sm_count == 16 and again.engines[0].gpu_memory_mib == 62464
+
+
+# ---- Jetson modules: every Orin says "Orin", sm 8.7 -------------------------------------------------
+AGX_ORIN_64 = dataclasses.replace(ORIN, sm_count=16, memory_mib=62464)
+ORIN_NX_16 = dataclasses.replace(ORIN, sm_count=8, memory_mib=15360)
+ORIN_NX_8 = dataclasses.replace(ORIN, sm_count=8, memory_mib=7168)
+
+
+def _built_on(machine: Machine) -> Engine:
+    return _engine(sm_count=machine.sm_count, gpu_memory_mib=machine.memory_mib)
+
+
+def test_an_agx_orin_plan_is_refused_on_an_orin_nx_with_both_modules_named():
+    [m] = check_provenance(_built_on(AGX_ORIN_64), ORIN_NX_16)
+    assert m.kind is MismatchKind.GPU_MODULE
+    with pytest.raises(EngineMismatchError) as info:
+        ensure_runnable(_built_on(AGX_ORIN_64), ORIN_NX_16, bundle_path="b")
+    message = str(info.value)
+    assert "Orin (sm 8.7, 16 SMs, 61.0 GiB)" in message and "Orin (sm 8.7, 8 SMs, 15.0 GiB)" in message
+    assert "AGX Orin plan on an Orin NX" in message and "vitdeploy build b --fp16" in message
+
+
+def test_same_sm_count_but_other_memory_is_another_module():
+    assert [m.kind for m in check_provenance(_built_on(ORIN_NX_16), ORIN_NX_8)] == [MismatchKind.GPU_MODULE]
+
+
+def test_a_few_per_cent_of_memory_is_the_same_module():
+    carveout = dataclasses.replace(AGX_ORIN_64, memory_mib=62464 - 2000)  # another JetPack's reservations
+    assert check_provenance(_built_on(AGX_ORIN_64), carveout) == []
+
+
+def test_records_from_before_sm_count_and_memory_are_judged_on_the_rest():
+    assert check_provenance(_engine(), ORIN_NX_16) == []
+    assert check_provenance(_built_on(AGX_ORIN_64), ORIN) == []

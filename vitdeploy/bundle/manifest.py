@@ -190,6 +190,9 @@ class Engine:
     onnx_file: str = ""  # the variant the plan was built from
     version_compatible: bool = False  # built with TensorRT's version-compatible flag (lean runtime inside)
     dla_core: int | None = None  # the DLA core the plan runs on (GPU fallback allowed); None: GPU only
+    sm_count: int | None = None  # the building GPU's multiProcessorCount (tells Jetson modules apart)
+    gpu_memory_mib: int | None = None  # the memory the building GPU may use, MiB
+    dla_layers: int | None = None  # DLA engines: layers the engine inspector found on the DLA
 
 
 @dataclass

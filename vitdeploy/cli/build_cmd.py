@@ -79,11 +79,16 @@ def build(
         console.print(f"[bold]{e.file}[/]: {e.precision.value}, TensorRT {e.tensorrt_version}, {escape(e.gpu_name)} "
                       f"(sm {e.compute_capability}){cameras}, built in {e.build_seconds:.1f} s", highlight=False,
                       soft_wrap=True)
-        verdict = "[green]" if r.passed else "[red]"
+        verdict = "[green]" if r.golden.passed else "[red]"
         console.print(f"  golden vs fp32 onnxruntime: {verdict}{escape(r.golden.summary())}[/]", highlight=False,
                       soft_wrap=True)
+        if r.placement is not None:
+            where = "[green]" if r.placement.on_dla else "[red]"
+            console.print(f"  DLA core {e.dla_core}: {where}{escape(r.placement.summary())}[/]", highlight=False,
+                          soft_wrap=True)
         failed = failed or not r.passed
     if failed:
         err_console.print("[bold red]error:[/] an engine disagrees with the golden outputs beyond its precision's "
-                          "tolerance; it is kept for inspection and marked failed in the manifest", soft_wrap=True)
+                          "tolerance, or none of a DLA engine's layers run on the DLA; it is kept for inspection "
+                          "and marked failed in the manifest", soft_wrap=True)
         raise typer.Exit(1)

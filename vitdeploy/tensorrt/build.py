@@ -7,8 +7,10 @@ and only then rename ``<graph>.<precision>.<gpu>.plan`` into place and record th
 provenance and its golden agreement in the manifest. An engine beyond its precision's tolerance
 is kept and marked failed (the tensorrt backend refuses it).
 
-TensorRT, pycuda and a GPU are checked for before anything is written, so without them the
-bundle is left exactly as it was.
+TensorRT, a CUDA layer (pycuda or cuda-python) and a GPU are checked for before anything is
+written, so without them the bundle is left exactly as it was. A DLA engine gets a static profile,
+is refused at FP32 and on TensorRT releases that do not document strongly typed DLA builds, and is
+marked failed when the engine inspector finds none of its layers on the DLA (``dla``).
 """
 
 from __future__ import annotations
@@ -25,17 +27,18 @@ import numpy as np
 from vitdeploy.bundle import Bundle, Engine, Precision, Status, atomic_path, sha256_file
 from vitdeploy.bundle.manifest import Graph
 from vitdeploy.errors import MissingDependencyError
+from vitdeploy.tensorrt.agreement import GoldenReport, check_engine, task_check_for
 from vitdeploy.tensorrt.compat import (
     device_index,
-    import_cuda,
     import_tensorrt,
-    open_device,
     probe_machine,
     recording_logger,
     tensorrt_major,
 )
+from vitdeploy.tensorrt.cuda import open_gpu
+from vitdeploy.tensorrt.dla import LayerPlacement, check_dla_request, layer_placement
 from vitdeploy.tensorrt.errors import BuildError
-from vitdeploy.tensorrt.golden import GoldenReport, GoldenSet, check_engine, ensure_golden
+from vitdeploy.tensorrt.golden import GoldenSet, ensure_golden
 from vitdeploy.tensorrt.profile import DimRange, Profile, camera_profile
 from vitdeploy.tensorrt.provenance import Machine, plan_file_name
 from vitdeploy.tensorrt.trtexec import BuilderSettings, format_command, trtexec_argv
@@ -63,6 +66,7 @@ class EngineResult:
     engine: Engine
     plan_path: Path
     golden: GoldenReport
+    placement: LayerPlacement | None = None  # DLA engines: where the layers run
 
     @property
     def passed(self) -> bool:
@@ -70,7 +74,10 @@ class EngineResult:
 
 
 def plan_targets(bundle: Bundle, options: BuildOptions) -> list[tuple[Graph, Profile]]:
-    """The graphs to build and their profiles, validated; touches nothing."""
+    """The graphs to build and their profiles, validated; touches nothing. A DLA build gets a
+    static profile (``dla`` module docstring) and is refused at FP32."""
+    dla_core = options.settings.dla_core
+    check_dla_request(dla_core=dla_core, precision=options.precision)
     graphs = [bundle.manifest.graph(options.graph)] if options.graph else list(bundle.manifest.graphs)
     axes = {d for g in graphs for s in g.inputs for d in s.dynamic_axes.values()}
     unknown = sorted(set(options.dims) - axes)
@@ -78,7 +85,8 @@ def plan_targets(bundle: Bundle, options: BuildOptions) -> list[tuple[Graph, Pro
         raise BuildError(f"--dim {', '.join(unknown)}: no such dynamic axis in graph(s) "
                          f"{[g.name for g in graphs]} (they have {sorted(axes)})")
     return [(g, camera_profile(bundle.manifest, g, min_cameras=options.min_cameras, opt_cameras=options.opt_cameras,
-                               max_cameras=options.max_cameras, other_dims=options.dims)) for g in graphs]
+                               max_cameras=options.max_cameras, other_dims=options.dims,
+                               static=dla_core is not None)) for g in graphs]
 
 
 def trtexec_commands(bundle_path: str | Path, options: BuildOptions, *, generation: int | None = None) -> list[str]:
@@ -92,6 +100,7 @@ def trtexec_commands(bundle_path: str | Path, options: BuildOptions, *, generati
         except MissingDependencyError as exc:
             raise BuildError(f"no TensorRT here to take the generation from ({exc}); "
                              f"say which with --trt-version 10 or 11") from exc
+    check_dla_request(dla_core=options.settings.dla_core, precision=options.precision, generation=generation)
     commands = []
     for graph, profile in targets:
         onnx = bundle.onnx_path(options.precision, graph.name)
@@ -109,21 +118,22 @@ def build_engines(bundle_path: str | Path, options: BuildOptions, *, device: str
     bundle = Bundle.open(bundle_path)
     targets = plan_targets(bundle, options)
     trt = import_tensorrt()
-    cuda = import_cuda()
+    check_dla_request(dla_core=options.settings.dla_core, precision=options.precision,
+                      tensorrt_version=trt.__version__)
     index = device_index(device)
-    # The device's context stays current while building: TensorRT builds on the current device.
-    context = open_device(cuda, index)
+    gpu = open_gpu(index)
     try:
-        machine = probe_machine(trt, cuda, index)
-        bundle = _ensure_variants(bundle, options, [g for g, _ in targets], say)
-        results = []
-        for graph, profile in targets:
-            graph = bundle.manifest.graph(graph.name)  # re-read: calibration may have added the variant
-            results.append(_build_one(trt, bundle, graph, profile, machine, options, device=index, say=say))
-        return results
+        # The device stays current while building: TensorRT builds on the current device.
+        with gpu.current():
+            machine = probe_machine(trt, gpu)
+            bundle = _ensure_variants(bundle, options, [g for g, _ in targets], say)
+            results = []
+            for graph, profile in targets:
+                graph = bundle.manifest.graph(graph.name)  # re-read: calibration may have added the variant
+                results.append(_build_one(trt, bundle, graph, profile, machine, options, device=index, say=say))
+            return results
     finally:
-        cuda.Context.pop()
-        context.detach()
+        gpu.close()
 
 
 def _ensure_variants(bundle: Bundle, options: BuildOptions, graphs: list[Graph], say: Progress) -> Bundle:
@@ -170,7 +180,7 @@ def _build_one(trt, bundle: Bundle, graph: Graph, profile: Profile, machine: Mac
     logger = recording_logger(trt)
     start = time.perf_counter()
     plan = build_plan(trt, onnx_path=onnx_path, graph=graph, profile=profile, precision=p, settings=settings,
-                      logger=logger)
+                      logger=logger, gpu_name=machine.gpu_name)
     seconds = time.perf_counter() - start
     name = plan_file_name(graph.name, p, machine.gpu_slug, dla_core=settings.dla_core)
     engine = Engine(
@@ -179,21 +189,30 @@ def _build_one(trt, bundle: Bundle, graph: Graph, profile: Profile, machine: Mac
         profile=profile.to_record(), onnx_sha256=onnx_sha, plan_sha256=hashlib.sha256(plan).hexdigest(),
         build_seconds=round(seconds, 2), built_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         options=settings.to_record(), onnx_file=variant.file, version_compatible=settings.version_compatible,
-        dla_core=settings.dla_core,
+        dla_core=settings.dla_core, sm_count=machine.sm_count, gpu_memory_mib=machine.memory_mib,
     )
     with atomic_path(bundle.file(name)) as tmp:
         tmp.write_bytes(plan)
         say(f"checking {name} against the golden outputs")
-        report = _golden_check(tmp, engine, graph, golden, profile, bundle=bundle, device=device)
-    engine.status = Status.GOOD if report.passed else Status.FAILED
+        report, placement = _golden_check(tmp, engine, graph, golden, profile, bundle=bundle, device=device,
+                                          builder_warnings=logger.warnings())
+    on_dla = placement is None or placement.on_dla
+    engine.status = Status.GOOD if report.passed and on_dla else Status.FAILED
     engine.golden = report.to_record()
+    if placement is not None:
+        engine.dla_layers = placement.dla
+        if not on_dla:  # recorded with the golden failures, which the backend quotes when it refuses
+            engine.golden["failures"] = [f"DLA core {settings.dla_core}: {placement.summary()}"]
     bundle.manifest.engines = [e for e in bundle.manifest.engines if e.file != name] + [engine]
     bundle.save()
-    return EngineResult(engine=engine, plan_path=bundle.file(name), golden=report)
+    return EngineResult(engine=engine, plan_path=bundle.file(name), golden=report, placement=placement)
 
 
 def _golden_check(plan_path: Path, engine: Engine, graph: Graph, golden: GoldenSet, profile: Profile, *,
-                  bundle: Bundle, device: int) -> GoldenReport:
+                  bundle: Bundle, device: int,
+                  builder_warnings: list[str]) -> tuple[GoldenReport, LayerPlacement | None]:
+    """The engine against the golden outputs (element-wise and, where the head has one, at the
+    task level), and for a DLA engine where its layers run."""
     from vitdeploy.tensorrt.runner import TensorRTBackend
 
     cams = profile.cameras
@@ -205,4 +224,9 @@ def _golden_check(plan_path: Path, engine: Engine, graph: Graph, golden: GoldenS
         def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             return backend.infer({k: v.astype(dtypes[k], copy=False) for k, v in feeds.items()})
 
-        return check_engine(run, golden, graph, precision=engine.precision, camera_counts=counts)
+        report = check_engine(run, golden, graph, precision=engine.precision, camera_counts=counts,
+                              task_check=task_check_for(bundle.manifest))
+        placement = None
+        if engine.dla_core is not None:
+            placement = layer_placement(backend.engine_information(), builder_warnings)
+        return report, placement

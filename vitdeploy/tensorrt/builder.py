@@ -14,6 +14,7 @@ from typing import Any
 from vitdeploy.bundle import atomic_path
 from vitdeploy.bundle.manifest import Graph, Precision
 from vitdeploy.tensorrt.compat import network_flags
+from vitdeploy.tensorrt.dla import check_dla_cores
 from vitdeploy.tensorrt.errors import BuildError, OnnxParseError, ParserIssue
 from vitdeploy.tensorrt.profile import Profile
 from vitdeploy.tensorrt.trtexec import BuilderSettings
@@ -60,7 +61,7 @@ def _save_timing_cache(config: Any, path: Path) -> None:
 
 
 def build_plan(trt: ModuleType, *, onnx_path: Path, graph: Graph, profile: Profile, precision: Precision,
-               settings: BuilderSettings, logger: Any) -> memoryview:
+               settings: BuilderSettings, logger: Any, gpu_name: str = "this GPU") -> memoryview:
     """Parse ``onnx_path`` into a strongly typed network and build a plan with one optimisation
     profile. Returns the serialized plan; the timing cache (if any) is loaded before and saved
     after. ``logger`` is a ``compat.recording_logger``, quoted when TensorRT fails."""
@@ -82,13 +83,13 @@ def build_plan(trt: ModuleType, *, onnx_path: Path, graph: Graph, profile: Profi
     if settings.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if settings.dla_core is not None:
-        cores = builder.num_DLA_cores
-        if settings.dla_core >= cores:
-            raise BuildError(f"--dla-core {settings.dla_core} asked for, this GPU has {cores} DLA core(s)"
-                             + (f" (0..{cores - 1})" if cores else "; drop --dla-core"))
+        check_dla_cores(dla_core=settings.dla_core, available=int(builder.num_DLA_cores), gpu_name=gpu_name)
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = settings.dla_core
-        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU
+        # layers DLA cannot run (a ViT's LayerNorm, Softmax, GELU ...) go to the GPU; how many stayed
+        # on the DLA is read back with the engine inspector, which needs detailed layer information
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
 
     opt_profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in profile.input_shapes(graph).items():

@@ -1,25 +1,28 @@
-"""TensorRT and pycuda as vitdeploy uses them, for TensorRT 10.x and 11.x alike.
+"""TensorRT as vitdeploy uses it, for TensorRT 10.x and 11.x alike.
 
-Both are optional (DESIGN.md decision 3): they are imported here, lazily, by the engine builder
-and the tensorrt backend only, and a missing one is a ``MissingDependencyError`` naming the
-install. Nothing in vitdeploy imports ``tensorrt`` or ``pycuda`` at module level.
+TensorRT and the CUDA layer (``vitdeploy.tensorrt.cuda``: pycuda or cuda-python) are optional
+(DESIGN.md decision 3): they are imported lazily, by the engine builder and the tensorrt backend
+only, and a missing one is a ``MissingDependencyError`` naming the install. Nothing in vitdeploy
+imports ``tensorrt``, ``pycuda`` or ``cuda`` at module level.
 
 ``TRT_NAMES`` lists every TensorRT class, enum member, method and attribute that the builder
-(``vitdeploy.tensorrt.builder``) and the engine runner (``vitdeploy.tensorrt.runner``)
-touch; ``TRT_NAMES_BY_MAJOR`` the few used only behind a version check. The API-surface test
-(tests/tensorrt/test_api_surface.py) checks them against the recorded Python APIs of
-TensorRT 10.x and 11.x, so a name that one generation lacks fails in CI, not on the car.
+(``vitdeploy.tensorrt.builder``), the engine runner (``vitdeploy.tensorrt.runner``) and the
+inspector (``vitdeploy.tensorrt.inspect``) touch; ``TRT_NAMES_BY_MAJOR`` the few used only behind a
+version check. The API-surface test (tests/tensorrt/test_api_surface.py) checks them against the
+recorded Python APIs of TensorRT 10.3, 10.16, 11.0 and 11.4, so a name that one generation lacks
+fails in CI, not on the car.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
+
+import numpy as np
 
 from vitdeploy.errors import BackendError, MissingDependencyError
+from vitdeploy.tensorrt.cuda import INSTALL_HINT, CudaLayer
 from vitdeploy.tensorrt.provenance import Machine
-
-INSTALL_HINT = ('pip install "vitdeploy[tensorrt]" (on Jetson or DRIVE, the TensorRT and pycuda packages of '
-                'JetPack/DriveOS instead: apt install python3-libnvinfer, then pip install pycuda)')
 
 #: TensorRT generations whose Python API the builder and backend are written against.
 SUPPORTED_MAJORS = (10, 11)
@@ -44,18 +47,23 @@ TRT_NAMES: tuple[str, ...] = (
     "IBuilderConfig.add_optimization_profile", "IBuilderConfig.set_memory_pool_limit",
     "IBuilderConfig.builder_optimization_level", "IBuilderConfig.set_flag", "IBuilderConfig.clear_flag",
     "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache", "IBuilderConfig.get_timing_cache",
-    "IBuilderConfig.default_device_type", "IBuilderConfig.DLA_core",
+    "IBuilderConfig.default_device_type", "IBuilderConfig.DLA_core", "IBuilderConfig.profiling_verbosity",
     "ITimingCache.serialize",
     "MemoryPoolType.WORKSPACE",
     "BuilderFlag.TF32", "BuilderFlag.GPU_FALLBACK", "BuilderFlag.VERSION_COMPATIBLE",
-    "DeviceType.DLA",
+    "DeviceType.DLA", "ProfilingVerbosity.DETAILED",
     # running
     "Runtime", "Runtime.deserialize_cuda_engine", "Runtime.engine_host_code_allowed", "Runtime.DLA_core",
     "ICudaEngine.num_io_tensors", "ICudaEngine.get_tensor_name", "ICudaEngine.get_tensor_mode",
     "ICudaEngine.get_tensor_dtype", "ICudaEngine.get_tensor_profile_shape", "ICudaEngine.create_execution_context",
+    "ICudaEngine.device_memory_size_v2", "ICudaEngine.create_engine_inspector",
+    "ExecutionContextAllocationStrategy.USER_MANAGED",
     "TensorIOMode.INPUT", "TensorIOMode.OUTPUT",
     "IExecutionContext.set_input_shape", "IExecutionContext.get_tensor_shape",
     "IExecutionContext.set_tensor_address", "IExecutionContext.execute_async_v3",
+    "IExecutionContext.set_device_memory", "IExecutionContext.update_device_memory_size_for_shapes",
+    # inspecting
+    "EngineInspector.get_engine_information", "LayerInformationFormat.JSON",
 )
 
 #: Names used only where the running TensorRT has the given major version.
@@ -95,22 +103,6 @@ def network_flags(trt: ModuleType) -> int:
     return 0
 
 
-def import_cuda() -> ModuleType:
-    """``pycuda.driver``, initialised, with at least one GPU; else ``MissingDependencyError``."""
-    try:
-        import pycuda.driver as cuda
-    except ImportError as exc:
-        raise MissingDependencyError(f"pycuda (Python package `pycuda`: {exc})", install=INSTALL_HINT) from exc
-    try:
-        cuda.init()
-        count = cuda.Device.count()
-    except cuda.Error as exc:
-        raise MissingDependencyError(f"a CUDA GPU and driver (cuInit failed: {exc})", install=INSTALL_HINT) from exc
-    if count == 0:
-        raise MissingDependencyError("a CUDA GPU (the driver sees none)", install=INSTALL_HINT)
-    return cuda
-
-
 def device_index(device: str | int) -> int:
     """'cuda' -> 0, 'cuda:1' -> 1, 2 -> 2."""
     if isinstance(device, int):
@@ -121,23 +113,26 @@ def device_index(device: str | int) -> int:
     return int(index or 0)
 
 
-def open_device(cuda: ModuleType, index: int):
-    """The device's primary CUDA context, pushed (the one TensorRT uses too); pop it when done."""
-    count = cuda.Device.count()
-    if not 0 <= index < count:
-        raise BackendError(f"tensorrt: requested GPU {index}, available: {list(range(count))}")
-    context = cuda.Device(index).retain_primary_context()
-    context.push()
-    return context
+def probe_machine(trt: ModuleType, gpu: CudaLayer) -> Machine:
+    """TensorRT, the CUDA runtime and the GPU as a provenance ``Machine``. The CUDA version is
+    the runtime this process runs TensorRT on (the CUDA layer asks ``cudaRuntimeGetVersion``), not
+    the CUDA a Python package was compiled against."""
+    info = gpu.info
+    return Machine(tensorrt_version=trt.__version__, cuda_version=gpu.runtime_version(), gpu_name=info.name,
+                   compute_capability=info.compute_capability, sm_count=info.sm_count,
+                   memory_mib=info.total_memory // (1 << 20))
 
 
-def probe_machine(trt: ModuleType, cuda: ModuleType, index: int) -> Machine:
-    """TensorRT, CUDA and GPU ``index`` as a provenance ``Machine``."""
-    device = cuda.Device(index)
-    major, minor = device.compute_capability()
-    cuda_major, cuda_minor = cuda.get_version()[:2]  # the CUDA toolkit pycuda (and so TensorRT) runs on
-    return Machine(tensorrt_version=trt.__version__, cuda_version=f"{cuda_major}.{cuda_minor}",
-                   gpu_name=device.name(), compute_capability=f"{major}.{minor}")
+def numpy_dtype(trt: ModuleType, dtype: Any, *, tensor: str, plan: str) -> np.dtype:
+    """The numpy dtype of a TensorRT tensor type. BF16, FP8, FP4 and INT4 have none (``trt.nptype``
+    raises a bare TypeError for them): a ``BackendError`` naming the tensor and its type instead."""
+    try:
+        return np.dtype(trt.nptype(dtype))
+    except TypeError:
+        kind = str(dtype).rsplit(".", 1)[-1]
+        raise BackendError(f"tensorrt: tensor {tensor!r} of {plan} is {kind}, which numpy (and so vitdeploy's "
+                           f"host buffers) cannot hold; export the graph with FP32 or FP16 inputs and outputs "
+                           f"(keep {kind} inside the network)") from None
 
 
 def recording_logger(trt: ModuleType, *, min_severity: str = "WARNING"):
@@ -158,5 +153,8 @@ def recording_logger(trt: ModuleType, *, min_severity: str = "WARNING"):
 
         def errors(self) -> list[str]:
             return [m for s, m in self.messages if s in ("INTERNAL_ERROR", "ERROR")]
+
+        def warnings(self) -> list[str]:
+            return [m for s, m in self.messages if s == "WARNING"]
 
     return RecordingLogger()

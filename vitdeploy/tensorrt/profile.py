@@ -85,14 +85,27 @@ class Profile:
 
 def camera_profile(manifest: Manifest, graph: Graph, *, min_cameras: int | None = None,
                    opt_cameras: int | None = None, max_cameras: int | None = None,
-                   other_dims: dict[str, DimRange] | None = None) -> Profile:
+                   other_dims: dict[str, DimRange] | None = None, static: bool = False) -> Profile:
     """The profile for ``graph``: cameras ``min..max`` (tuned for ``opt``) within the bundle's
     ``max_cameras``, plus ``other_dims`` for any other dynamic axis of the graph.
 
     Defaults: min 1, max the bundle's ``max_cameras``, opt the max (the full rig). A value the
-    bundle cannot take is an error that says the allowed range.
+    bundle cannot take is an error that says the allowed range. ``static`` (DLA, which has no
+    dynamic dimensions): min = opt = max = the camera count asked (``--opt-cameras``, else
+    ``--max-cameras``, else the bundle's ``max_cameras``), and every other axis one size.
     """
     limit = manifest.max_cameras
+    if static:
+        count = next((c for c in (opt_cameras, max_cameras, min_cameras) if c is not None), limit)
+        given = {c for c in (min_cameras, opt_cameras, max_cameras) if c is not None}
+        if len(given) > 1:
+            raise BuildError(f"a DLA engine runs one camera count (DLA has no dynamic dimensions), got "
+                             f"{sorted(given)}; give it with --max-cameras N")
+        min_cameras = opt_cameras = max_cameras = count
+        ranged = sorted(name for name, r in (other_dims or {}).items() if not r.min == r.opt == r.max)
+        if ranged:
+            raise BuildError(f"a DLA engine needs one size per axis (DLA has no dynamic dimensions); give "
+                             f"--dim {ranged[0]}=N:N:N")
     hi = limit if max_cameras is None else max_cameras
     lo = 1 if min_cameras is None else min_cameras
     opt = hi if opt_cameras is None else opt_cameras

@@ -32,12 +32,19 @@ class EngineMismatchError(BackendError):
 
 @dataclass(frozen=True)
 class Machine:
-    """The TensorRT, CUDA and GPU that build or run a plan."""
+    """The TensorRT, CUDA and GPU that build or run a plan.
+
+    Every Jetson Orin module reports the GPU name "Orin" and compute capability 8.7, so the SM count
+    and the memory the GPU may use are what tell an AGX Orin (16 SMs, 64 GB) from an Orin NX (8 SMs,
+    16 GB); None where a record predates them.
+    """
 
     tensorrt_version: str  # e.g. "10.3.0.30"
-    cuda_version: str  # e.g. "12.6"
+    cuda_version: str  # the CUDA runtime the process runs on, e.g. "12.6"
     gpu_name: str  # as CUDA reports it, e.g. "Orin" or "NVIDIA H100 80GB HBM3"
     compute_capability: str  # "major.minor", e.g. "8.7"
+    sm_count: int | None = None  # multiProcessorCount
+    memory_mib: int | None = None  # total memory the GPU may use, MiB (Jetson: the shared DRAM)
 
     @property
     def gpu_slug(self) -> str:
@@ -46,7 +53,17 @@ class Machine:
     @classmethod
     def of(cls, engine: Engine) -> Machine:
         """The machine an engine record says its plan was built on."""
-        return cls(engine.tensorrt_version, engine.cuda_version, engine.gpu_name, engine.compute_capability)
+        return cls(engine.tensorrt_version, engine.cuda_version, engine.gpu_name, engine.compute_capability,
+                   sm_count=engine.sm_count, memory_mib=engine.gpu_memory_mib)
+
+    def describe(self) -> str:
+        """'Orin (sm 8.7, 16 SMs, 61.4 GiB)'."""
+        extra = [f"sm {self.compute_capability}"]
+        if self.sm_count is not None:
+            extra.append(f"{self.sm_count} SMs")
+        if self.memory_mib is not None:
+            extra.append(f"{self.memory_mib / 1024:.1f} GiB")
+        return f"{self.gpu_name} ({', '.join(extra)})"
 
 
 def gpu_slug(gpu_name: str, compute_capability: str) -> str:
@@ -84,14 +101,21 @@ def release(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def tensorrt_release(version: str) -> tuple[int, int, int]:
+    """major.minor.patch of a TensorRT version: '10.3.0.30' and '10.3.0' are the same release (the
+    fourth number is the build, which pip's version of the wheel may leave out)."""
+    parts = release(version) + (0, 0, 0)
+    return parts[0], parts[1], parts[2]
+
+
 def tensorrt_can_run(*, built: str, running: str, version_compatible: bool) -> bool:
     """Whether TensorRT ``running`` can deserialize a plan made by TensorRT ``built``.
 
-    A plain plan needs the very same release. A plan built with the version-compatible flag
-    carries its own lean runtime and runs on the same or a later release of its major version,
-    and a 10.x one also on 11.x.
+    A plain plan needs the very same release (major.minor.patch). A plan built with the
+    version-compatible flag carries its own lean runtime and runs on the same or a later release of
+    its major version, and a 10.x one also on 11.x.
     """
-    b, r = release(built), release(running)
+    b, r = tensorrt_release(built), tensorrt_release(running)
     if not version_compatible:
         return b == r
     if r < b:
@@ -104,6 +128,12 @@ class MismatchKind(str, enum.Enum):
     CUDA = "CUDA"
     COMPUTE_CAPABILITY = "compute capability"
     GPU = "GPU"
+    GPU_MODULE = "GPU module"  # same chip name and compute capability, other SM count or memory
+
+
+#: Memory sizes closer than this share are the same module: CUDA reports a Jetson's DRAM less what
+#: the kernel and carveouts reserve, which varies by a few per cent between JetPack releases.
+MEMORY_TOLERANCE = 0.10
 
 
 @dataclass(frozen=True)
@@ -122,8 +152,9 @@ def check_provenance(engine: Engine, machine: Machine) -> list[Mismatch]:
 
     CUDA must agree on the major version only: TensorRT releases are built per CUDA major, and a
     newer minor runtime runs what an older one made. Two GPUs with the same compute capability but
-    a different name (an Orin AGX plan on an Orin NX) would load, but TensorRT tuned the kernels for
-    the other chip's memory and SM count, so that is refused too.
+    a different name, or the same name but another SM count or memory size (an AGX Orin plan on an
+    Orin NX: both say "Orin", sm 8.7), would load with only a warning from TensorRT ("different
+    models of devices"), but its kernels were chosen for the other module, so that is refused too.
     """
     version_compatible = bool(engine.version_compatible)
     found = []
@@ -137,7 +168,21 @@ def check_provenance(engine: Engine, machine: Machine) -> list[Mismatch]:
                               f"sm {machine.compute_capability} ({machine.gpu_name})"))
     elif engine.gpu_name != machine.gpu_name:
         found.append(Mismatch(MismatchKind.GPU, engine.gpu_name, machine.gpu_name))
+    elif _other_module(Machine.of(engine), machine):
+        found.append(Mismatch(MismatchKind.GPU_MODULE, Machine.of(engine).describe(),
+                              f"{machine.describe()}: another module with the same chip (e.g. an AGX Orin plan "
+                              f"on an Orin NX), which TensorRT only warns about and which can fail at run time"))
     return found
+
+
+def _other_module(built: Machine, running: Machine) -> bool:
+    """Same chip name and compute capability, but another SM count or memory size (where both
+    sides recorded them)."""
+    if None not in (built.sm_count, running.sm_count) and built.sm_count != running.sm_count:
+        return True
+    if None in (built.memory_mib, running.memory_mib):
+        return False
+    return abs(built.memory_mib - running.memory_mib) > MEMORY_TOLERANCE * max(built.memory_mib, running.memory_mib)
 
 
 def rebuild_command(bundle_path: str | Path, engine: Engine) -> str:

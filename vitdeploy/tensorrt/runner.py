@@ -2,26 +2,27 @@
 backend contract (``vitdeploy.runtime.backends.tensorrt`` hands it to the backend registry).
 
 Before a plan is deserialized its provenance in the manifest is compared with the running
-TensorRT, CUDA and GPU, and its bytes with the recorded sha256; a mismatch is an error that names
-both sides and the `vitdeploy build` line that makes a fitting engine (DESIGN.md decision 4).
+TensorRT, CUDA and GPU (module included: SM count and memory), and its bytes with the recorded
+sha256; a mismatch is an error that names both sides and the `vitdeploy build` line that makes a
+fitting engine (DESIGN.md decision 4).
 
-Running uses TensorRT's named-tensor API: one pinned host buffer and one device buffer per I/O
-tensor, sized for the profile's largest shapes and allocated once, so any camera count inside
-the profile runs without allocating. Per call: copy the feed into pinned memory, then on one
-CUDA stream the host-to-device copies, ``execute_async_v3`` and the device-to-host copies, with
-CUDA events between them for ``last_timing`` (h2d / compute / d2h, milliseconds).
+Running uses TensorRT's named-tensor API and the CUDA layer (``cuda/``: pycuda or cuda-python).
+I/O buffers are sized for the profile's largest shapes and allocated once, so any camera count
+inside the profile runs without allocating; on an integrated GPU they are zero-copy
+(``buffers.py``). Per call, on one CUDA stream: the host-to-device copies, ``execute_async_v3`` and
+the device-to-host copies, with CUDA events between them for ``last_timing`` (h2d / compute / d2h,
+milliseconds; the copies are empty on an integrated GPU).
 
 With ``cuda_graphs=True`` the engine's work for each input shape is captured once into a CUDA
 graph and replayed. Each captured shape gets its own execution context (a graph is fixed to the
-context state it was captured with), which costs that context's activation memory per shape.
+context state it was captured with); all contexts share one activation buffer. CUDA graphs are
+refused for a DLA engine (``dla.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,18 @@ import numpy as np
 from vitdeploy.bundle import Bundle, Engine, Precision, Status, TensorSpec
 from vitdeploy.errors import BackendError
 from vitdeploy.runtime.backends.base import Backend
+from vitdeploy.tensorrt.buffers import EngineMemory
 from vitdeploy.tensorrt.compat import (
     device_index,
-    import_cuda,
     import_tensorrt,
-    open_device,
+    numpy_dtype,
     probe_machine,
     recording_logger,
 )
+from vitdeploy.tensorrt.cuda import CudaLayer, open_gpu
 from vitdeploy.tensorrt.cuda_graph import CudaGraph
+from vitdeploy.tensorrt.dla import check_cuda_graphs
+from vitdeploy.tensorrt.memory import MemoryRow, activation_memory_rows
 from vitdeploy.tensorrt.provenance import (
     EngineMismatchError,
     ensure_runnable,
@@ -47,19 +51,6 @@ from vitdeploy.tensorrt.provenance import (
 )
 
 ShapeKey = tuple[tuple[str, tuple[int, ...]], ...]
-
-
-@dataclass
-class _Buffer:
-    """A pinned host buffer and a device buffer for one I/O tensor, sized for its largest shape."""
-
-    name: str
-    dtype: np.dtype
-    host: np.ndarray  # flat, page-locked
-    device: Any  # pycuda DeviceAllocation
-
-    def view(self, shape: tuple[int, ...]) -> np.ndarray:
-        return self.host[: math.prod(shape)].reshape(shape)
 
 
 class TensorRTBackend(Backend):
@@ -71,50 +62,31 @@ class TensorRTBackend(Backend):
 
     def __init__(self, plan: str | Path, *, engine: Engine, inputs: list[TensorSpec], outputs: list[TensorSpec],
                  device: str | int = "cuda", cuda_graphs: bool = False, bundle_path: str | Path | None = None):
-        self._cuda_ctx = None
-        self._buffers: dict[str, _Buffer] = {}
-        self._graphs: dict[ShapeKey, tuple[Any, CudaGraph]] = {}
-        self._engine = None
         self.plan_path = Path(plan)
         self.record = engine
         self.cuda_graphs = cuda_graphs
+        check_cuda_graphs(dla_core=engine.dla_core, cuda_graphs=cuda_graphs, engine=self.plan_path.name)
+        self._graphs: dict[ShapeKey, tuple[Any, CudaGraph]] = {}
+        self._engine = self._main = self._memory = None
         bundle_path = Path(bundle_path) if bundle_path is not None else self.plan_path.parent
-        trt = import_tensorrt()
-        cuda = import_cuda()
-        self._trt, self._cuda = trt, cuda
-        index = device_index(device)
-        self._cuda_ctx = open_device(cuda, index)
+        trt = self._trt = import_tensorrt()
+        self.gpu: CudaLayer = open_gpu(device_index(device))
         try:
-            self.machine = probe_machine(trt, cuda, index)
-            ensure_runnable(engine, self.machine, bundle_path=bundle_path)  # before TensorRT sees the bytes
-            data = self._read_plan(bundle_path)
-            self._logger = recording_logger(trt)
-            self._runtime = trt.Runtime(self._logger)
-            if engine.version_compatible:
-                # the plan carries its own lean runtime (host code); its sha256 was checked above
-                self._runtime.engine_host_code_allowed = True
-            if engine.dla_core is not None:
-                self._runtime.DLA_core = engine.dla_core
-            self._engine = self._runtime.deserialize_cuda_engine(data)
-            if self._engine is None:
-                said = "; ".join(self._logger.errors()[-3:]) or "no error was logged"
-                raise BackendError(f"tensorrt: cannot load {self.plan_path.name}: {said}; rebuild it with: "
-                                   f"{rebuild_command(bundle_path, engine)}")
-            specs_in, specs_out, dim_ranges, max_in = self._io(inputs, outputs)
-            super().__init__(inputs=specs_in, outputs=specs_out, dim_ranges=dim_ranges)
-            self._stream = cuda.Stream()
-            self._events = [cuda.Event() for _ in range(4)]
-            self._main = self._create_context()
-            self._main_shapes: ShapeKey = ()
-            self._allocate(max_in)
-            self._bind(self._main)
+            with self.gpu.current():
+                self.machine = probe_machine(trt, self.gpu)
+                ensure_runnable(engine, self.machine, bundle_path=bundle_path)  # before TensorRT sees the bytes
+                self._load(self._read_plan(bundle_path), bundle_path)
+                specs_in, specs_out, dim_ranges, max_in = self._io(inputs, outputs)
+                super().__init__(inputs=specs_in, outputs=specs_out, dim_ranges=dim_ranges)
+                self._stream = self.gpu.stream()
+                self._events = [self.gpu.event() for _ in range(4)]
+                self._memory = EngineMemory(self.gpu)
+                self._memory.allocate_activations(int(self._engine.device_memory_size_v2))
+                self._main = self._create_context()
+                self._allocate(max_in)
         except BaseException:
-            self._release()
-            self._pop()
-            self._cuda_ctx.detach()
-            self._cuda_ctx = None
+            self.close()
             raise
-        self._pop()
 
     # ---- setting up ---------------------------------------------------------------------------
     def _read_plan(self, bundle_path: Path) -> bytes:
@@ -129,6 +101,20 @@ class TensorRTBackend(Backend):
                                       f"with: {rebuild_command(bundle_path, self.record)}")
         return data
 
+    def _load(self, data: bytes, bundle_path: Path) -> None:
+        self._logger = recording_logger(self._trt)
+        self._runtime = self._trt.Runtime(self._logger)
+        if self.record.version_compatible:
+            # the plan carries its own lean runtime (host code); its sha256 was checked above
+            self._runtime.engine_host_code_allowed = True
+        if self.record.dla_core is not None:
+            self._runtime.DLA_core = self.record.dla_core
+        self._engine = self._runtime.deserialize_cuda_engine(data)
+        if self._engine is None:
+            said = "; ".join(self._logger.errors()[-3:]) or "no error was logged"
+            raise BackendError(f"tensorrt: cannot load {self.plan_path.name}: {said}; rebuild it with: "
+                               f"{rebuild_command(bundle_path, self.record)}")
+
     def _io(self, inputs: list[TensorSpec], outputs: list[TensorSpec]):
         trt, eng = self._trt, self._engine
         names = [eng.get_tensor_name(i) for i in range(eng.num_io_tensors)]
@@ -137,7 +123,8 @@ class TensorRTBackend(Backend):
         if sorted(have_in) != sorted(s.name for s in inputs) or sorted(have_out) != sorted(s.name for s in outputs):
             raise BackendError(f"tensorrt: {self.plan_path.name} has inputs {have_in} and outputs {have_out}, the "
                                f"manifest lists {[s.name for s in inputs]} and {[s.name for s in outputs]}; rebuild it")
-        self._dtypes = {n: np.dtype(trt.nptype(eng.get_tensor_dtype(n))) for n in names}
+        self._dtypes = {n: numpy_dtype(trt, eng.get_tensor_dtype(n), tensor=n, plan=self.plan_path.name)
+                        for n in names}
         lows: dict[str, int] = {}
         highs: dict[str, int] = {}
         max_in: dict[str, tuple[int, ...]] = {}
@@ -153,29 +140,29 @@ class TensorRTBackend(Backend):
         return retyped, retyped_out, dim_ranges, max_in
 
     def _allocate(self, max_in: dict[str, tuple[int, ...]]) -> None:
-        cuda = self._cuda
         for name, shape in max_in.items():
             if not self._main.set_input_shape(name, shape):
                 raise BackendError(f"tensorrt: {self.plan_path.name} rejects its own largest shape {shape} for {name!r}")
         shapes = dict(max_in)
         shapes.update({s.name: tuple(int(d) for d in self._main.get_tensor_shape(s.name)) for s in self.outputs})
         for name, shape in shapes.items():
-            dtype = self._dtypes[name]
-            count = max(1, math.prod(shape))
-            host = cuda.pagelocked_empty(count, dtype)
-            self._buffers[name] = _Buffer(name, dtype, host, cuda.mem_alloc(host.nbytes))
-        self._main_shapes = tuple(sorted(max_in.items()))
+            self._memory.add_tensor(name, self._dtypes[name], shape)
+        self._main_shapes: ShapeKey = tuple(sorted(max_in.items()))
+        self._bind(self._main)
 
     def _create_context(self) -> Any:
-        context = self._engine.create_execution_context()
+        """A context without memory of its own, given the engine's one activation buffer."""
+        context = self._engine.create_execution_context(self._trt.ExecutionContextAllocationStrategy.USER_MANAGED)
         if context is None:
-            raise BackendError(f"tensorrt: cannot create an execution context for {self.plan_path.name} "
-                               f"(out of GPU memory?): {self._said()}")
+            raise BackendError(f"tensorrt: cannot create an execution context for {self.plan_path.name}: "
+                               f"{self._said()}")
+        activations = self._memory.activations
+        context.set_device_memory(activations.address, activations.nbytes)
         return context
 
     def _bind(self, context: Any) -> None:
-        for name, buf in self._buffers.items():
-            context.set_tensor_address(name, int(buf.device))
+        for name, buf in self._memory.io.items():
+            context.set_tensor_address(name, buf.address)
 
     def _context_for(self, shapes: ShapeKey) -> tuple[Any, CudaGraph | None]:
         """The execution context (and CUDA graph, when enabled) for these input shapes."""
@@ -207,96 +194,102 @@ class TensorRTBackend(Backend):
 
     # ---- the contract -------------------------------------------------------------------------
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        cuda = self._cuda
         start = time.perf_counter()
-        self._cuda_ctx.push()
-        try:
+        with self.gpu.current():
             shapes: ShapeKey = tuple(sorted((name, tuple(arr.shape)) for name, arr in feed.items()))
             context, graph = self._context_for(shapes)
-            for name, arr in feed.items():
-                np.copyto(self._buffers[name].view(arr.shape), arr)
             out_shapes = {s.name: tuple(int(d) for d in context.get_tensor_shape(s.name)) for s in self.outputs}
-            staged = time.perf_counter()
             stream = self._stream
             e_start, e_h2d, e_compute, e_d2h = self._events
             e_start.record(stream)
-            for name, arr in feed.items():
-                buf = self._buffers[name]
-                cuda.memcpy_htod_async(buf.device, buf.view(arr.shape), stream)
+            self._memory.copy_in(feed, stream)
+            staged = time.perf_counter()
             e_h2d.record(stream)
             if graph is not None:
                 graph.launch(stream.handle)
             elif not context.execute_async_v3(stream.handle):
                 raise BackendError(f"tensorrt: running {self.plan_path.name} failed: {self._said()}")
             e_compute.record(stream)
-            for name, shape in out_shapes.items():
-                buf = self._buffers[name]
-                cuda.memcpy_dtoh_async(buf.view(shape), buf.device, stream)
+            self._memory.copy_out(out_shapes, stream)
             e_d2h.record(stream)
             stream.synchronize()
-            result = {name: self._buffers[name].view(shape).copy() for name, shape in out_shapes.items()}
+            result = self._memory.read(out_shapes)
             t = self.last_timing
-            t.h2d_ms = e_start.time_till(e_h2d)
-            t.compute_ms = e_h2d.time_till(e_compute)
-            t.d2h_ms = e_compute.time_till(e_d2h)
+            t.h2d_ms = e_start.elapsed_ms(e_h2d)
+            t.compute_ms = e_h2d.elapsed_ms(e_compute)
+            t.d2h_ms = e_compute.elapsed_ms(e_d2h)
             t.extra = {"stage_ms": (staged - start) * 1e3}
-        finally:
-            self._pop()
         self.last_timing.total_ms = (time.perf_counter() - start) * 1e3
         return result
 
     def describe(self) -> dict[str, str]:
         m = self.machine
         return {"backend": self.name, "tensorrt": m.tensorrt_version, "cuda": m.cuda_version,
+                "cuda_layer": f"{self.gpu.name} {self.gpu.library_version()}",
                 "gpu": f"{m.gpu_name} (sm {m.compute_capability})", "plan": self.plan_path.name,
-                "precision": self.record.precision.value, "cuda_graphs": "on" if self.cuda_graphs else "off"}
+                "precision": self.record.precision.value, "cuda_graphs": "on" if self.cuda_graphs else "off",
+                "io": "zero-copy" if self._memory.zero_copy else "pinned + device copies"}
 
-    def close(self) -> None:
-        if self._cuda_ctx is None:
-            return
-        self._cuda_ctx.push()
-        try:
-            self._release()
-        finally:
-            self._pop()
-            self._cuda_ctx.detach()
-            self._cuda_ctx = None
+    # ---- looking inside ---------------------------------------------------------------------------
+    def engine_information(self) -> str:
+        """TensorRT's engine inspector, all layers as JSON (``{"Layers": [...], ...}``)."""
+        inspector = self._engine.create_engine_inspector()
+        return str(inspector.get_engine_information(self._trt.LayerInformationFormat.JSON))
+
+    def activation_memory(self) -> list[MemoryRow]:
+        """Activation memory per camera count as TensorRT reports it, and what sharing one buffer
+        across the contexts of 1..n captured camera counts saves (``memory.py``)."""
+        cameras = self.dim_ranges.get("cameras")
+        if cameras is None or len(self.inputs) != 1:
+            raise BackendError("tensorrt: the activation-memory report covers one image input with a camera axis")
+        spec = self.inputs[0]
+        needed = {}
+        with self.gpu.current():
+            for n in range(cameras[0], cameras[1] + 1):
+                self._set_shapes(self._main, ((spec.name, spec.concrete_shape(cameras=n)),))
+                needed[n] = int(self._main.update_device_memory_size_for_shapes())
+            self._main_shapes = ()
+        return activation_memory_rows(engine_bytes=int(self._engine.device_memory_size_v2), needed=needed)
 
     # ---- tearing down -------------------------------------------------------------------------
-    def _release(self) -> None:
-        """Free graphs, contexts, the engine and the buffers (the CUDA context must be current)."""
-        for _context, graph in self._graphs.values():
-            graph.close()
-        self._graphs = {}
-        self._main = None
-        self._engine = None
-        for buf in self._buffers.values():
-            buf.device.free()
-        self._buffers = {}
-
-    def _pop(self) -> None:
-        self._cuda.Context.pop()
+    def close(self) -> None:
+        gpu = getattr(self, "gpu", None)
+        if gpu is None:
+            return
+        with gpu.current():
+            for _context, graph in self._graphs.values():
+                graph.close()
+            self._graphs = {}
+            self._main = self._engine = None  # contexts before the memory they run in
+            if self._memory is not None:
+                self._memory.release()
+                self._memory = None
+            for item in [getattr(self, "_stream", None), *getattr(self, "_events", [])]:
+                if item is not None:
+                    item.destroy()
+            self._stream, self._events = None, []
+        gpu.close()
+        self.gpu = None
 
 
 def from_bundle(bundle: Bundle | str | Path, *, precision: Precision | str = Precision.FP32, device: str = "cuda",
                 graph: str | None = None, cuda_graphs: bool = False, allow_failed: bool = False) -> TensorRTBackend:
     """The bundle's engine for ``graph`` at ``precision`` built for this GPU.
 
-    An engine marked failed (it disagreed with the golden outputs) is refused unless
-    ``allow_failed``, which is for inspecting it.
+    An engine marked failed (it disagreed with the golden outputs, or a DLA engine with no layer on
+    the DLA) is refused unless ``allow_failed``, which is for inspecting it.
     """
     if not isinstance(bundle, Bundle):
         bundle = Bundle.open(bundle)
     g = bundle.manifest.graph(graph)
     p = Precision.parse(precision)
-    trt, cuda = import_tensorrt(), import_cuda()
-    index = device_index(device)
-    context = open_device(cuda, index)
+    trt = import_tensorrt()
+    gpu = open_gpu(device_index(device))
     try:
-        machine = probe_machine(trt, cuda, index)
+        with gpu.current():
+            machine = probe_machine(trt, gpu)
     finally:
-        cuda.Context.pop()
-        context.detach()
+        gpu.close()
     candidates = [e for e in bundle.manifest.engines if e.graph == g.name and e.precision == p]
     build = f"vitdeploy build {bundle.path}" + ("" if p is Precision.FP32 else f" --{p.value}")
     if not candidates:
@@ -306,6 +299,7 @@ def from_bundle(bundle: Bundle | str | Path, *, precision: Precision | str = Pre
     engine = next((e for e in candidates if e.file == wanted), None)
     if engine is None:
         engine = next((e for e in candidates if e.file.startswith(wanted[: -len(".plan")] + "-dla")), candidates[0])
+    check_cuda_graphs(dla_core=engine.dla_core, cuda_graphs=cuda_graphs, engine=engine.file)
     if engine.status is Status.FAILED and not allow_failed:
         raise BackendError(f"tensorrt: engine {engine.file} failed its golden check when it was built "
                            f"({'; '.join(_failures(engine))}); rebuild it with: {rebuild_command(bundle.path, engine)}")
@@ -315,6 +309,8 @@ def from_bundle(bundle: Bundle | str | Path, *, precision: Precision | str = Pre
 
 def _failures(engine: Engine) -> list[str]:
     cases = engine.golden.get("cases", {})
-    found = [f"{case} {name}: {', '.join(a.get('failures', []))}" for case, per_output in cases.items()
-             for name, a in per_output.items() if a.get("failures")]
+    found = list(engine.golden.get("failures", []))
+    found += [f"{case} {name}: {', '.join(a.get('failures', []))}" for case, per_output in cases.items()
+              for name, a in per_output.items() if a.get("failures")]
+    found += [f"{case} task: {'; '.join(why)}" for case, why in engine.golden.get("task", {}).items() if why]
     return found[:3] or ["no details recorded"]

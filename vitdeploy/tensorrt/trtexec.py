@@ -75,7 +75,9 @@ def trtexec_argv(*, onnx: str | Path, plan: str | Path, graph: Graph, precision:
     if settings.builder_opt_level is not None:
         argv.append(f"--builderOptimizationLevel={settings.builder_opt_level}")
     if settings.dla_core is not None:
-        argv += [f"--useDLACore={settings.dla_core}", "--allowGPUFallback"]
+        # the profile is static for DLA (min = opt = max); detailed layer information shows which
+        # layers stayed on the DLA (trtexec --dumpLayerInfo), as `vitdeploy build` checks
+        argv += [f"--useDLACore={settings.dla_core}", "--allowGPUFallback", "--profilingVerbosity=detailed"]
     if settings.version_compatible:
         argv.append("--versionCompatible")
     return argv
