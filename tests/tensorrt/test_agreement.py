@@ -135,3 +135,25 @@ def test_a_task_level_check_takes_part_in_the_verdict():
     agreeing = check_engine(lambda feeds: {"boxes": BOXES[: len(feeds["images"])]}, golden, graph,
                             precision=Precision.INT8, camera_counts=[2], task_check=lambda *_: [])
     assert agreeing.passed
+
+
+@pytest.mark.slow
+def test_a_calibrated_int8_graph_passes_the_int8_bounds(exported, tmp_path):
+    """The real thing on the CPU: vit-test-detr's INT8 Q/DQ graph (ONNX Runtime) against its FP32
+    graph on the golden photographs, as a faithful INT8 engine would be judged."""
+    import shutil
+
+    from vitdeploy.bundle import Bundle
+    from vitdeploy.calibration import calibrate_bundle
+    from vitdeploy.runtime.backends.onnxruntime import run_on_cpu
+    from vitdeploy.tensorrt.golden import ensure_golden
+
+    path = tmp_path / "b"
+    shutil.copytree(exported("vit-test-detr", max_cameras=2).path, path)
+    calibrate_bundle(path, precision="int8", samples=16, heldout=4)
+    bundle = Bundle.open(path)
+    graph = bundle.manifest.graph()
+    golden = ensure_golden(bundle, graph, dims={"cameras": (1, 2, 2)})
+    report = check_engine(lambda feeds: run_on_cpu(bundle.onnx_path("int8"), feeds), golden, graph,
+                          precision=Precision.INT8, camera_counts=[1, 2])
+    assert report.passed, report.summary()

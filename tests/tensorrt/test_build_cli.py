@@ -67,6 +67,19 @@ def test_print_trtexec_works_without_tensorrt(no_tensorrt, bundle, generation, t
     assert snapshot(bundle) == before
 
 
+def test_a_folder_named_tensorrt_is_not_taken_for_tensorrt(monkeypatch):
+    """tests/tensorrt is on the path in a test run: Python imports it as a namespace package."""
+    import types
+
+    from vitdeploy.tensorrt.compat import import_tensorrt
+
+    shadow = types.ModuleType("tensorrt")
+    shadow.__path__ = ["/somewhere/tensorrt"]
+    monkeypatch.setitem(sys.modules, "tensorrt", shadow)
+    with pytest.raises(MissingDependencyError, match=r"/somewhere/tensorrt'\], is not TensorRT's package"):
+        import_tensorrt()
+
+
 def test_print_trtexec_needs_a_generation_when_none_is_installed(no_tensorrt, bundle):
     r = invoke("build", bundle, "--print-trtexec")
     assert r.exit_code == 1

@@ -79,3 +79,23 @@ def test_rebuild_replaces_the_record_and_cli_reports(trt, bundle):
 def test_print_trtexec_uses_the_installed_generation(trt, bundle):
     [command] = trtexec_commands(bundle, BuildOptions())
     assert ("--stronglyTyped" in command) is (tensorrt_major(trt.__version__) == 10)
+
+
+def test_activation_memory_is_shared_and_reported(trt, bundle):
+    """On a GPU: the contexts share one buffer of device_memory_size_v2, and the report says what
+    TensorRT needs per camera count (the figures issue 22 asks for, from the engine itself)."""
+    [result] = build_engines(bundle, BuildOptions())
+    from vitdeploy.runtime.backends.tensorrt import from_bundle
+    from vitdeploy.tensorrt.memory import format_rows
+
+    with from_bundle(Bundle.open(bundle), cuda_graphs=True) as backend:
+        rows = backend.activation_memory()
+        print(format_rows(rows))
+        assert [r.cameras for r in rows] == list(range(1, MAX_CAMERAS + 1))
+        assert all(0 < r.needed_bytes <= r.shared_bytes for r in rows)
+        assert rows[-1].saved_bytes == MAX_CAMERAS * rows[-1].shared_bytes
+        golden = load_golden(bundle / GOLDEN_FILE)["model"]
+        for cameras in (1, MAX_CAMERAS, 2):  # graphs captured after the report still compute right
+            inputs, ref = golden.take(Bundle.open(bundle).manifest.graph(), cameras)
+            out = backend.infer(inputs)
+            assert compare_output("logits", ref["logits"], out["logits"], TOLERANCES[Precision.FP32]).passed

@@ -80,6 +80,11 @@ def import_tensorrt() -> ModuleType:
         import tensorrt as trt
     except ImportError as exc:
         raise MissingDependencyError(f"TensorRT (Python package `tensorrt`: {exc})", install=INSTALL_HINT) from exc
+    if getattr(trt, "__version__", None) is None:
+        # a folder named tensorrt on the path (a namespace package, e.g. a test folder), not TensorRT
+        where = list(getattr(trt, "__path__", [])) or getattr(trt, "__file__", "?")
+        raise MissingDependencyError(f"TensorRT (the `tensorrt` Python finds, {where}, is not TensorRT's package)",
+                                     install=INSTALL_HINT)
     major = tensorrt_major(trt.__version__)
     if major not in SUPPORTED_MAJORS:
         supported = " and ".join(f"{m}.x" for m in SUPPORTED_MAJORS)
