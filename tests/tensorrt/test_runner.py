@@ -313,6 +313,7 @@ def test_pycuda_records_the_cuda_the_process_runs_not_the_one_pycuda_was_built_w
     cuda = FakePycuda()  # get_version() says 11.4: what pycuda was compiled with
     install(monkeypatch, FakeTensorRT(cuda), cuda)
     monkeypatch.setattr(pycuda_layer, "cudart_version", lambda: 12080)
+    assert cuda_layer_in_use() == "pycuda"  # what `vitdeploy doctor` will report
     assert open_gpu(0).runtime_version() == "12.8"  # the CUDA runtime library's own answer
     monkeypatch.setattr(pycuda_layer, "cudart_version", lambda: None)
     assert open_gpu(0).runtime_version() == "12.6"  # no runtime library: the driver's CUDA
