@@ -1,9 +1,18 @@
-"""Shared fixtures. Exported test bundles are cached per session: exporting takes seconds."""
+"""Shared fixtures. Exported test bundles are cached per session: exporting takes seconds.
+
+``exported(name, **options)`` is a session-cached export (read it, do not change it); ``bundle`` a
+fresh copy of the random-weight vit-test-detr bundle a test may change; ``invoke(*args)`` runs the
+CLI; ``unchanged(folder)`` asserts a command left a folder exactly as it was.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,19 +24,72 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
-    """exported(name, **kwargs) -> Bundle, exported once per session and argument set."""
-    from vitdeploy.exporter.export import export_model
+    """exported(name, checkpoint=None, **options) -> Bundle, exported once per session and argument
+    set; ``options`` are ``ExportOptions`` fields."""
+    from vitdeploy.exporter.export import ExportOptions, export_model
 
     cache: dict = {}
 
-    def get(name: str, **kwargs):
-        key = (name, tuple(sorted(kwargs.items())))
+    def get(name: str, *, checkpoint=None, **options):
+        key = (name, checkpoint, tuple(sorted(options.items())))
         if key not in cache:
             out = tmp_path_factory.mktemp(name.replace("-", "_"))
-            cache[key] = export_model(name, out=out, **kwargs).bundle
+            options = ExportOptions(**options)
+            cache[key] = export_model(name, out=out, checkpoint=checkpoint, options=options).bundle
         return cache[key]
 
     return get
+
+
+@pytest.fixture
+def bundle_copy(tmp_path):
+    """bundle_copy(src) -> a copy of bundle ``src`` in the test's temporary folder, opened: a bundle
+    the test may change (calibrate, build) without touching the session's cached export."""
+    from vitdeploy.bundle import Bundle
+
+    def copy(src):
+        dst = tmp_path / f"bundle{len(list(tmp_path.glob('bundle*')))}"
+        shutil.copytree(src.path, dst)
+        return Bundle.open(dst)
+
+    return copy
+
+
+@pytest.fixture
+def bundle(request, exported, bundle_copy):
+    """A fresh copy of the exported random-weight vit-test-detr bundle, the test's own to change;
+    cameras 1..6, or 1..``BUNDLE_CAMERAS`` where the test module sets that."""
+    return bundle_copy(exported("vit-test-detr", max_cameras=getattr(request.module, "BUNDLE_CAMERAS", 6)))
+
+
+@pytest.fixture
+def invoke():
+    """invoke(*args) -> click's Result of `vitdeploy ARGS` (arguments turned into strings)."""
+    from typer.testing import CliRunner
+
+    from vitdeploy.cli.app import app
+
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (hidden ones too) -> sha256: what 'unchanged' means."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def unchanged():
+    """``with unchanged(folder): ...`` fails the test if the block adds, removes or changes any file."""
+
+    @contextlib.contextmanager
+    def check(folder):
+        before = snapshot(folder)
+        yield
+        assert snapshot(folder) == before, f"{folder} changed"
+
+    return check
 
 
 @pytest.fixture

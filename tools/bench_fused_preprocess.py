@@ -46,19 +46,20 @@ def main() -> None:
     sh, sw = (int(v) for v in args.source_size.split("x"))
 
     from vitdeploy.data.scenes import SceneGenerator
-    from vitdeploy.evaluation.metrics import detection_map
-    from vitdeploy.exporter.export import export_model
+    from vitdeploy.exporter.export import ExportOptions, export_model
     from vitdeploy.exporter.fused_preprocess import FusedPreprocess
+    from vitdeploy.heads import head_for
+    from vitdeploy.heads.metrics import detection_map
     from vitdeploy.runtime.backends.onnxruntime import cpu_session
-    from vitdeploy.runtime.postprocess import decode_detr
     from vitdeploy.runtime.preprocess import prepare_batch
     from vitdeploy.runtime.rig import ModelConfig, Outputs, synthetic_rig
-    from vitdeploy.runtime.run import run_rig
+    from vitdeploy.runtime.run import RunOptions, run_rig
 
     work = Path(tempfile.mkdtemp(prefix="bench-fused-"))
-    plain = export_model(args.model, out=work / "plain", max_cameras=args.cameras).bundle
-    fused = export_model(args.model, out=work / "fused", max_cameras=args.cameras, fuse_preprocess=True,
-                         source_size=(sh, sw)).bundle
+    plain = export_model(args.model, out=work / "plain", options=ExportOptions(max_cameras=args.cameras)).bundle
+    fused = export_model(args.model, out=work / "fused", options=ExportOptions(
+        max_cameras=args.cameras, fuse_preprocess=True, source_size=(sh, sw))).bundle
+    head = head_for(plain.manifest)
     size = tuple(plain.manifest.image_size)
     print(f"{args.model}: model input {size[0]}x{size[1]}, camera frames {sh}x{sw}, {args.cameras} cameras")
 
@@ -80,8 +81,8 @@ def main() -> None:
             diffs.append(np.abs(pre_f(torch.from_numpy(raw)).numpy() - images) * std)
         lp, bp = sp.run(None, {"images": images})
         lf, bf = sf.run(None, {"frames": raw})
-        dets_p += decode_detr(lp, bp, input_size=size, letterboxes=boxes, score_threshold=0.5)
-        dets_f += decode_detr(lf, bf, input_size=size, letterboxes=raw_boxes, score_threshold=0.05)
+        dets_p += head.detections({"logits": lp, "boxes": bp}, boxes, score_threshold=0.5)
+        dets_f += head.detections({"logits": lf, "boxes": bf}, raw_boxes, score_threshold=0.05)
     d = np.concatenate([x.ravel() for x in diffs])
     agreement = detection_map(dets_f, dets_p, num_classes=len(plain.manifest.class_names), image_size=(sh, sw))
     print(f"pixel difference of the two preprocessings (grey levels): max {d.max():.2f}, mean {d.mean():.3f}, "
@@ -100,7 +101,7 @@ def main() -> None:
         rig = synthetic_rig(args.cameras, size=(sh, sw), seed=7, loop=8, rate_hz=0.0,
                             model=ModelConfig(bundle=b.path), outputs=Outputs(jsonl=None, live=False))
         start = time.perf_counter()
-        s = run_rig(rig, bundle=b, out=work / f"run-{name}", max_frames=args.run_sets)
+        s = run_rig(rig, bundle=b, options=RunOptions(out=work / f"run-{name}", max_frames=args.run_sets))
         wall = time.perf_counter() - start
         pre = s.percentiles("preprocess", (50,))[50]
         print(f"`vitdeploy run` {name}: {s.throughput(skip=2):.2f} frame sets/s, preprocess stage p50 {pre:.1f} ms "

@@ -56,18 +56,18 @@ def main() -> int:
     from vitdeploy.runtime.backends.onnxruntime import from_bundle
     from vitdeploy.runtime.preprocess import preprocess_frames
     from vitdeploy.runtime.rig import Outputs, synthetic_rig
-    from vitdeploy.runtime.run import run_rig
+    from vitdeploy.runtime.run import RunOptions, run_rig
 
     h, w = (int(v) for v in args.image_size.lower().split("x"))
     with tempfile.TemporaryDirectory(prefix="bench_pipeline.") as tmp:
         if args.bundle is not None:
             bundle = Bundle.open(args.bundle)
         else:
-            from vitdeploy.exporter.export import export_model
+            from vitdeploy.exporter.export import ExportOptions, export_model
 
             print(f"exporting {args.model} at {h}x{w}, {args.cameras} cameras ...", flush=True)
-            bundle = export_model(args.model, out=Path(tmp) / "bundle", image_size=(h, w),
-                                  max_cameras=args.cameras).bundle
+            bundle = export_model(args.model, out=Path(tmp) / "bundle",
+                                  options=ExportOptions(image_size=(h, w), max_cameras=args.cameras)).bundle
         manifest = bundle.manifest
         with from_bundle(bundle, threads=args.threads) as backend:
             gen = SceneGenerator(size=(h, w), cameras=args.cameras, seed=0, with_masks=False)
@@ -83,8 +83,8 @@ def main() -> int:
             runtime_rounds = []
             for r in range(args.rounds):
                 cpu = cpu_seconds()
-                summary = run_rig(rig, bundle=bundle, backend=backend, out=Path(tmp) / f"run{r}",
-                                  duration=args.seconds, handle_sigint=False)
+                summary = run_rig(rig, bundle=bundle, backend=backend, options=RunOptions(
+                    out=Path(tmp) / f"run{r}", duration=args.seconds, handle_sigint=False))
                 cpu_per_set = (cpu_seconds() - cpu) / max(1, summary.sets_out)
                 skip = min(3, max(0, summary.sets_out - 3))  # warm-up: first renders of the replayed frames
                 runtime_rounds.append((summary.throughput(skip=skip), cpu_per_set, summary))

@@ -52,9 +52,9 @@ def prepare(name: str, work: Path, *, image_size: tuple[int, int] | None, camera
     """Export ``name`` into ``work`` and add its FP16/INT8 graphs; returns (bundle, notes)."""
     import torch
 
-    from vitdeploy.calibration import calibrate_bundle
+    from vitdeploy.calibration import CalibrationOptions, calibrate_bundle
     from vitdeploy.errors import VitDeployError
-    from vitdeploy.exporter.export import export_model
+    from vitdeploy.exporter.export import ExportOptions, export_model
     from vitdeploy.models.zoo import build_model, get_card
 
     card = get_card(name)
@@ -68,13 +68,13 @@ def prepare(name: str, work: Path, *, image_size: tuple[int, int] | None, camera
     else:
         notes.append(f"shipped weights {card.weights}")
     say(f"{name}: export")
-    bundle = export_model(name, out=work / name, checkpoint=checkpoint, image_size=image_size,
-                          max_cameras=max(cameras, 1)).bundle
+    bundle = export_model(name, out=work / name, checkpoint=checkpoint,
+                          options=ExportOptions(image_size=image_size, max_cameras=max(cameras, 1))).bundle
     for precision in ("fp16", "int8"):
         say(f"{name}: calibrate {precision}")
         try:
-            result = calibrate_bundle(bundle.path, precision=precision, samples=calibration_samples,
-                                      heldout=max(4, calibration_samples // 4))
+            result = calibrate_bundle(bundle.path, precision=precision, options=CalibrationOptions(
+                samples=calibration_samples, heldout=max(4, calibration_samples // 4)))
             if result.status.value != "good":
                 notes.append(f"{precision} {result.status.value} by its calibration report")
         except VitDeployError as exc:
@@ -93,7 +93,7 @@ def run_model(name: str, work: Path, args, say) -> ModelRows:
     from vitdeploy.errors import VitDeployError
     from vitdeploy.evaluation.datasets import open_dataset
     from vitdeploy.evaluation.evaluate import eval_plan, evaluate_bundle
-    from vitdeploy.models.zoo import build_exported, get_card
+    from vitdeploy.models.zoo import get_card
 
     start = time.perf_counter()
     rows = ModelRows(name)
@@ -111,13 +111,11 @@ def run_model(name: str, work: Path, args, say) -> ModelRows:
     rows.image_size = tuple(bundle.manifest.image_size)
     say(f"{name}: bench")
     configs = plan(bundle, backends=args.backends, precisions=None, cameras=sorted({1, args.cameras}))
-    rows.bench = bench_bundle(bundle, configs, BenchSettings(warmup=args.warmup, iterations=args.iterations),
-                              torch_model=lambda: build_exported(bundle.manifest.model, checkpoint=bundle.manifest.checkpoint, image_size=tuple(bundle.manifest.image_size)))
+    rows.bench = bench_bundle(bundle, configs, BenchSettings(warmup=args.warmup, iterations=args.iterations))
     say(f"{name}: eval")
     try:
         data = open_dataset(f"synthetic:frames={args.frames}", image_size=rows.image_size)
-        rows.eval = evaluate_bundle(bundle, data, configs=eval_plan(bundle, backends=args.backends, precisions=None),
-                                    torch_model=lambda: build_exported(bundle.manifest.model, checkpoint=bundle.manifest.checkpoint, image_size=tuple(bundle.manifest.image_size)))
+        rows.eval = evaluate_bundle(bundle, data, configs=eval_plan(bundle, backends=args.backends, precisions=None))
     except VitDeployError as exc:
         rows.notes.append(f"no accuracy: {exc}")
     rows.seconds = time.perf_counter() - start
@@ -125,8 +123,8 @@ def run_model(name: str, work: Path, args, say) -> ModelRows:
 
 
 def markdown(models: list[ModelRows], args, machine: dict) -> str:
-    from vitdeploy.bench.report import machine_line
     from vitdeploy.evaluation.evaluate import format_delta, format_score
+    from vitdeploy.runtime.machine import machine_line
 
     cams = args.cameras
     lines = [
@@ -215,8 +213,8 @@ def main() -> int:
         sizes[model] = (int(h), int(w))
     args.image_size = sizes
 
-    from vitdeploy.bench.machine import describe_machine
     from vitdeploy.bundle import atomic_write_text
+    from vitdeploy.runtime.machine import describe_machine
 
     def say(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)

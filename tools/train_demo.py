@@ -241,11 +241,13 @@ def evaluate(model, *, size, spec, frames: int, device) -> dict[str, float]:
     """COCO mAP on held-out drives (seed EVAL_SEED), every 7th tick of each camera."""
     from faster_coco_eval import COCO, COCOeval_faster
 
-    from vitdeploy.runtime.postprocess import decode_detr
+    from vitdeploy.heads import make_head
 
     model.eval()
     gen = SceneGenerator(size=size, cameras=6, seed=EVAL_SEED, with_masks=False)
     h, w = size
+    card = get_card(DEMO_DETR)
+    head = make_head(card.head, class_names=card.class_names, image_size=size)
     images, annotations, results = [], [], []
     batch_frames = []
     ticks = [(t * 7, cam) for t in range(frames // 6 + 1) for cam in range(6)][:frames]
@@ -253,8 +255,8 @@ def evaluate(model, *, size, spec, frames: int, device) -> dict[str, float]:
         chunk = [gen.frame(t, cam) for t, cam in ticks[start:start + 12]]
         x = torch.from_numpy(normalize(np.stack([f.image for f in chunk]), spec)).to(device)
         out = model(x)
-        dets = decode_detr(out["logits"].float().cpu().numpy(), out["boxes"].float().cpu().numpy(),
-                           input_size=size, score_threshold=0.01, top_k=100)
+        dets = head.detections({k: out[k].float().cpu().numpy() for k in ("logits", "boxes")},
+                               score_threshold=0.01, top_k=100)
         for f, d in zip(chunk, dets, strict=True):
             image_id = len(images) + 1
             images.append({"id": image_id, "width": w, "height": h, "file_name": f"{f.camera}/{f.index}"})

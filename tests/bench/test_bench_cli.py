@@ -5,30 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-
-from vitdeploy.cli.app import app
-
-runner = CliRunner()
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def bundle(exported):
-    return exported("vit-test-detr").path
-
-
-def test_help_shows_examples():
+def test_help_shows_examples(invoke):
     r = invoke("bench", "--help")
     assert r.exit_code == 0 and "Example" in r.output and "--budget-ms" in r.output
 
 
-def test_bench_one_and_two_cameras_writes_json_markdown_and_plot(bundle, tmp_path):
+def test_bench_one_and_two_cameras_writes_json_markdown_and_plot(invoke, bundle, tmp_path):
     out = tmp_path / "bench.json"
-    r = invoke("bench", bundle, "--backend", "onnxruntime,torch", "--cameras", "1,2", "--warmup", "1",
+    r = invoke("bench", bundle.path, "--backend", "onnxruntime,torch", "--cameras", "1,2", "--warmup", "1",
                "--iterations", "3", "--json", out, "--markdown", tmp_path / "bench.md", "--plot", tmp_path / "bench.png")
     assert r.exit_code == 0, r.output
     assert "p99" in r.output and "frames/s" in r.output and "machine:" in r.output
@@ -46,9 +32,9 @@ def test_bench_one_and_two_cameras_writes_json_markdown_and_plot(bundle, tmp_pat
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_configuration_that_cannot_run_is_skipped_with_its_reason(bundle, tmp_path):
+def test_a_configuration_that_cannot_run_is_skipped_with_its_reason(invoke, bundle, tmp_path):
     out = tmp_path / "bench.json"
-    r = invoke("bench", bundle, "--backend", "onnxruntime,torch", "--precision", "fp32,int8", "--cameras", "1",
+    r = invoke("bench", bundle.path, "--backend", "onnxruntime,torch", "--precision", "fp32,int8", "--cameras", "1",
                "--warmup", "0", "--iterations", "2", "--json", out)
     assert r.exit_code == 0, r.output
     rows = {(x["backend"], x["precision"]): x for x in json.loads(out.read_text())["results"]}
@@ -59,15 +45,15 @@ def test_a_configuration_that_cannot_run_is_skipped_with_its_reason(bundle, tmp_
     assert "skipped onnxruntime int8 x1" in r.output
 
 
-def test_nothing_that_can_run_is_exit_1(bundle):
-    r = invoke("bench", bundle, "--backend", "onnxruntime", "--precision", "int8", "--iterations", "1")
+def test_nothing_that_can_run_is_exit_1(invoke, bundle):
+    r = invoke("bench", bundle.path, "--backend", "onnxruntime", "--precision", "int8", "--iterations", "1")
     assert r.exit_code == 1
     assert "nothing could run" in r.output and "Traceback" not in r.output
 
 
-def test_deadline_mode_counts_misses_jitter_and_skew(bundle, tmp_path):
+def test_deadline_mode_counts_misses_jitter_and_skew(invoke, bundle, tmp_path):
     out = tmp_path / "deadline.json"
-    r = invoke("bench", bundle, "--backend", "onnxruntime", "--cameras", "2", "--warmup", "1", "--fps", "20",
+    r = invoke("bench", bundle.path, "--backend", "onnxruntime", "--cameras", "2", "--warmup", "1", "--fps", "20",
                "--budget-ms", "2000", "--iterations", "5", "--json", out)
     assert r.exit_code == 0, r.output
     assert "deadline: 20 fps per camera, budget 2000 ms" in r.output
@@ -85,12 +71,12 @@ def test_deadline_mode_counts_misses_jitter_and_skew(bundle, tmp_path):
     (["--cameras", "two"], "not a positive integer"),
     (["--backend", "tensorflow"], "unknown backend 'tensorflow'"),
 ])
-def test_bad_options_are_one_line_errors(bundle, args, message):
-    r = invoke("bench", bundle, *args)
+def test_bad_options_are_one_line_errors(invoke, bundle, args, message):
+    r = invoke("bench", bundle.path, *args)
     assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output
 
 
-def test_compare_prints_ratios(tmp_path):
+def test_compare_prints_ratios(invoke, tmp_path):
     def write(name, median):
         doc = {"schema": "vitdeploy.bench/1", "bundle": {"model": "m"}, "machine": {"cpu": "c"}, "settings": {},
                "results": [{"backend": "onnxruntime", "precision": "fp32", "cameras": 6, "status": "ok",

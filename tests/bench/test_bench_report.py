@@ -16,12 +16,13 @@ from vitdeploy.bench import (
     compare_reports,
     load_report,
 )
-from vitdeploy.bench.machine import MemoryUse, describe_machine
+from vitdeploy.bench.machine import MemoryUse
 from vitdeploy.bench.plot import write_plot
 from vitdeploy.bench.report import SCHEMA, DeadlineResult, to_markdown
 from vitdeploy.bench.stats import Jitter
 from vitdeploy.bundle import Precision
 from vitdeploy.errors import DataError
+from vitdeploy.runtime.machine import describe_machine
 
 STATS_KEYS = {"samples", "min_ms", "mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "std_ms"}
 

@@ -1,7 +1,7 @@
 """Calibration fixtures: bundles to calibrate, calibrated bundles, and a briefly trained detector.
 
 Calibrating writes into a bundle, so tests that calibrate get their own copy of a session-cached
-export. The trained detector is vit-test-detr trained for a few hundred steps on synthetic scenes
+export (``bundle``, ``bundle_copy`` in tests/conftest.py). The trained detector is vit-test-detr trained for a few hundred steps on synthetic scenes
 with DETR's loss (Hungarian matching, CE + L1 + GIoU): enough for confident, structured outputs,
 which is what an agreement measurement needs (random weights detect nothing confidently). Its
 weights are kept in pytest's cache between sessions, keyed by the training recipe.
@@ -41,21 +41,11 @@ def coarsen_activations(path: Path, nodes: set[str], factor: float = 1000.0) -> 
     onnx.save(model, str(path))
 
 
-def copy_bundle(src: Bundle, dst: Path) -> Path:
-    shutil.copytree(src.path, dst)
-    return dst
-
-
-@pytest.fixture
-def detr_bundle(exported, tmp_path) -> Path:
-    """A fresh copy of an exported (random-weight) vit-test-detr bundle, cameras 1..6."""
-    return copy_bundle(exported("vit-test-detr", max_cameras=6), tmp_path / "detr")
-
-
 @pytest.fixture(scope="session")
 def calibrated(exported, tmp_path_factory):
-    """calibrated(precision, **kwargs) -> CalibrationResult on a copy of vit-test-detr, cached."""
-    from vitdeploy.calibration import calibrate_bundle
+    """calibrated(precision, **options) -> CalibrationResult on a copy of vit-test-detr, cached;
+    ``options`` are ``CalibrationOptions`` fields (16 samples, 8 held out unless given)."""
+    from vitdeploy.calibration import CalibrationOptions, calibrate_bundle
 
     cache: dict = {}
 
@@ -63,10 +53,10 @@ def calibrated(exported, tmp_path_factory):
         key = (precision, model, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
         if key not in cache:
             dst = tmp_path_factory.mktemp(f"{model}-{precision}".replace("-", "_"))
-            path = copy_bundle(exported(model, max_cameras=6), dst / "bundle")
-            kwargs.setdefault("samples", 16)
-            kwargs.setdefault("heldout", 8)
-            cache[key] = calibrate_bundle(path, precision=precision, **kwargs)
+            path = dst / "bundle"
+            shutil.copytree(exported(model, max_cameras=6).path, path)
+            options = CalibrationOptions(**{"samples": 16, "heldout": 8, **kwargs})
+            cache[key] = calibrate_bundle(path, precision=precision, options=options)
         return cache[key]
 
     return get
@@ -168,7 +158,7 @@ def trained_detr_weights(request) -> Path:
 @pytest.fixture(scope="session")
 def trained_detr(tmp_path_factory, trained_detr_weights) -> Bundle:
     """An exported bundle of the trained vit-test-detr (64x96, cameras 1..6); copy before calibrating."""
-    from vitdeploy.exporter.export import export_model
+    from vitdeploy.exporter.export import ExportOptions, export_model
 
     return export_model("vit-test-detr", out=tmp_path_factory.mktemp("trained_detr"), checkpoint=trained_detr_weights,
-                        max_cameras=6).bundle
+                        options=ExportOptions(max_cameras=6)).bundle

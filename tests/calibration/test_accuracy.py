@@ -7,15 +7,17 @@ FP32 detections at score >= 0.5 are the ground truth; the low-precision detectio
 from __future__ import annotations
 
 import pytest
-from conftest import coarsen_activations, copy_bundle
+from conftest import coarsen_activations
 
-from vitdeploy.calibration import HighPrecision, Int8Recipe, calibrate_bundle
+from vitdeploy.calibration import CalibrationOptions, HighPrecision, Int8Recipe, calibrate_bundle
 
 
-def test_trained_detector_fp16_and_int8_agree_with_fp32(trained_detr, tmp_path):
-    bundle = copy_bundle(trained_detr, tmp_path / "bundle")
-    fp16 = calibrate_bundle(bundle, precision="fp16", samples=128, heldout=64, min_agreement=0.99)
-    int8 = calibrate_bundle(bundle, precision="int8", samples=128, heldout=64, min_agreement=0.90)
+def test_trained_detector_fp16_and_int8_agree_with_fp32(trained_detr, bundle_copy):
+    bundle = bundle_copy(trained_detr).path
+    fp16 = calibrate_bundle(bundle, precision="fp16",
+                            options=CalibrationOptions(samples=128, heldout=64, min_agreement=0.99))
+    int8 = calibrate_bundle(bundle, precision="int8",
+                            options=CalibrationOptions(samples=128, heldout=64, min_agreement=0.90))
     # there is something to agree on: the trained model detects objects confidently
     assert fp16.report.task.details["ground_truth_boxes"] >= 100
     assert fp16.report.agreement >= 0.99, fp16.report.task
@@ -26,7 +28,7 @@ def test_trained_detector_fp16_and_int8_agree_with_fp32(trained_detr, tmp_path):
     assert int8.report.outputs["logits"].max_abs > fp16.report.outputs["logits"].max_abs
 
 
-def test_auto_fallback_keeps_the_worst_group_in_high_precision(trained_detr, tmp_path, monkeypatch):
+def test_auto_fallback_keeps_the_worst_group_in_high_precision(trained_detr, bundle_copy, monkeypatch):
     from vitdeploy.calibration import calibrate as calibrate_module
 
     real = calibrate_module.quantize_int8
@@ -39,9 +41,10 @@ def test_auto_fallback_keeps_the_worst_group_in_high_precision(trained_detr, tmp
         return result
 
     monkeypatch.setattr(calibrate_module, "quantize_int8", quantize_with_a_bad_group)
-    bundle = copy_bundle(trained_detr, tmp_path / "bundle")
-    result = calibrate_bundle(bundle, precision="int8", samples=64, heldout=32, min_agreement=0.999, auto_fallback=True,
-                              recipe=Int8Recipe(high_precision=HighPrecision.FP32))
+    bundle = bundle_copy(trained_detr).path
+    result = calibrate_bundle(bundle, precision="int8",
+                              options=CalibrationOptions(samples=64, heldout=32, min_agreement=0.999,
+                                  auto_fallback=True, recipe=Int8Recipe(high_precision=HighPrecision.FP32)))
     ranking, fallback = result.sensitivity, result.fallback
     assert ranking[0].group == bad_group and ranking[0].cost > 0.05  # measured: 0.084
     assert all(g.cost < ranking[0].cost for g in ranking[1:])
@@ -55,7 +58,7 @@ def test_auto_fallback_keeps_the_worst_group_in_high_precision(trained_detr, tmp
 
 
 @pytest.mark.slow
-def test_demo_detr_int8_agreement(exported, tmp_path):
+def test_demo_detr_int8_agreement(exported, bundle_copy):
     from vitdeploy.models.zoo import get_card
 
     card = get_card("demo-detr")
@@ -67,7 +70,9 @@ def test_demo_detr_int8_agreement(exported, tmp_path):
         present = False
     if not present:
         pytest.skip("demo-detr weights are not in the package yet (tools/train_demo.py makes them)")
-    bundle = copy_bundle(exported("demo-detr", max_cameras=6), tmp_path / "bundle")
-    fp16 = calibrate_bundle(bundle, precision="fp16", samples=256, heldout=64, min_agreement=0.99)
-    int8 = calibrate_bundle(bundle, precision="int8", samples=256, heldout=64, min_agreement=0.90)
+    bundle = bundle_copy(exported("demo-detr", max_cameras=6)).path
+    fp16 = calibrate_bundle(bundle, precision="fp16",
+                            options=CalibrationOptions(samples=256, heldout=64, min_agreement=0.99))
+    int8 = calibrate_bundle(bundle, precision="int8",
+                            options=CalibrationOptions(samples=256, heldout=64, min_agreement=0.90))
     assert fp16.report.agreement >= 0.99 and int8.report.agreement >= 0.90

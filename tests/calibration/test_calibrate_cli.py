@@ -7,20 +7,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from vitdeploy.bundle import Bundle
-from vitdeploy.cli.app import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, ["calibrate", *[str(a) for a in args]])
-
-
-def snapshot(bundle) -> tuple[bytes, list[str]]:
-    return (bundle / "manifest.json").read_bytes(), sorted(p.name for p in bundle.iterdir())
 
 
 def write_frames(folder, n, *, corrupt: int = 0):
@@ -55,7 +43,7 @@ def make_data(kind: str, tmp):
 
 
 @pytest.mark.parametrize(("kind", "extra", "message"), [
-    ("empty", [], "holds no .jpg/.jpeg/.png images"),
+    ("empty", [], "holds no images (.jpg, .jpeg, .png, .bmp"),
     ("unreadable", [], "cannot read image"),
     ("video", [], "cannot open video"),
     ("few", [], "has 6 frames; calibration needs at least 20"),
@@ -67,33 +55,32 @@ def make_data(kind: str, tmp):
     ("synthetic", ["--min-agreement", "1.5"], "outside 0..1"),
     ("synthetic", ["--auto-fallback"], "--auto-fallback needs --min-agreement"),
 ])
-def test_bad_input_is_one_line_exit_1_and_leaves_the_bundle_unchanged(detr_bundle, tmp_path, kind, extra, message):
+def test_bad_input_is_one_line_exit_1_and_leaves_the_bundle_unchanged(invoke, unchanged, bundle, tmp_path, kind,
+                                                                      extra, message):
     data = "synthetic" if kind == "synthetic" else make_data(kind, tmp_path)
-    before = snapshot(detr_bundle)
-    r = invoke(detr_bundle, "--precision", "int8", "--data", data, *extra)
+    with unchanged(bundle.path):
+        r = invoke("calibrate", bundle.path, "--precision", "int8", "--data", data, *extra)
     assert r.exit_code == 1, r.output
     assert message in " ".join(r.output.split()), r.output
     assert "Traceback" not in r.output and r.output.lstrip().startswith("error:")
-    assert snapshot(detr_bundle) == before
 
 
-def test_sensitivity_is_for_int8_and_sam_is_refused_clearly(detr_bundle):
-    before = snapshot(detr_bundle)
-    r = invoke(detr_bundle, "--precision", "fp16", "--sensitivity")
+def test_sensitivity_is_for_int8_and_sam_is_refused_clearly(invoke, unchanged, bundle):
+    with unchanged(bundle.path):
+        r = invoke("calibrate", bundle.path, "--precision", "fp16", "--sensitivity")
     assert r.exit_code == 1 and "apply to --precision int8" in r.output
-    manifest = json.loads((detr_bundle / "manifest.json").read_text())
-    manifest["head"] = "sam"
+    manifest = json.loads((bundle.path / "manifest.json").read_text())
+    manifest["head"] = {"kind": "sam", "config": {}}
     graph = manifest["graphs"][0]
     manifest["graphs"] = [{**graph, "name": "image_encoder"}, {**graph, "name": "prompt_decoder"}]
-    (detr_bundle / "manifest.json").write_text(json.dumps(manifest))
-    before = snapshot(detr_bundle)
-    r = invoke(detr_bundle, "--precision", "int8")
+    (bundle.path / "manifest.json").write_text(json.dumps(manifest))
+    with unchanged(bundle.path):
+        r = invoke("calibrate", bundle.path, "--precision", "int8")
     assert r.exit_code == 1 and "SAM" in r.output and "not supported yet" in r.output
-    assert snapshot(detr_bundle) == before
 
 
-def test_int8_below_min_agreement_is_written_but_rejected(trained_detr, tmp_path, monkeypatch):
-    from conftest import coarsen_activations, copy_bundle
+def test_int8_below_min_agreement_is_written_but_rejected(invoke, trained_detr, bundle_copy, monkeypatch):
+    from conftest import coarsen_activations
 
     from vitdeploy.calibration import calibrate as calibrate_module
 
@@ -105,9 +92,9 @@ def test_int8_below_min_agreement_is_written_but_rejected(trained_detr, tmp_path
         return placement
 
     monkeypatch.setattr(calibrate_module, "quantize_int8", badly_quantized)
-    bundle = copy_bundle(trained_detr, tmp_path / "bundle")
-    r = invoke(bundle, "--precision", "int8", "--samples", "16", "--heldout", "16", "--high-precision", "fp32",
-               "--min-agreement", "0.9", "--sensitivity")
+    bundle = bundle_copy(trained_detr).path
+    r = invoke("calibrate", bundle, "--precision", "int8", "--samples", "16", "--heldout", "16",
+               "--high-precision", "fp32", "--min-agreement", "0.9", "--sensitivity")
     assert r.exit_code == 1, r.output
     text = " ".join(r.output.split())
     assert "int8 vs FP32 on 16 held-out frames" in text and "cosine" in text
@@ -132,17 +119,17 @@ def test_unmeasurable_agreement_does_not_pass_a_threshold():
     assert AccuracyReport("int8", "model", 8, "", {}, task, min_agreement=None).passed is True
 
 
-def test_int8_and_fp16_options_reach_the_manifest(detr_bundle):
-    r = invoke(detr_bundle, "--precision", "int8", "--samples", "16", "--heldout", "8", "--method", "max",
+def test_int8_and_fp16_options_reach_the_manifest(invoke, bundle):
+    r = invoke("calibrate", bundle.path, "--precision", "int8", "--samples", "16", "--heldout", "8", "--method", "max",
                "--high-precision", "fp32", "--attention-tokens", "16",
                "--exclude", "encoder.blocks.1.mlp,head.box_embed", "--exclude", "encoder.patch_embed")
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
     assert "--exclude encoder.blocks.1.mlp: encoder.blocks.1.mlp.fc1, encoder.blocks.1.mlp.fc2" in text
-    r = invoke(detr_bundle, "--precision", "fp16", "--samples", "16", "--heldout", "8")
+    r = invoke("calibrate", bundle.path, "--precision", "fp16", "--samples", "16", "--heldout", "8")
     assert r.exit_code == 0, r.output
     assert "FP16: kept in FP32:" in r.output and "LayerNormalization 12" in r.output
-    graph = Bundle.open(detr_bundle).manifest.graph()
+    graph = Bundle.open(bundle.path).manifest.graph()
     int8, fp16 = graph.variant("int8"), graph.variant("fp16")
     assert int8.details["recipe"] == {"method": "max", "high_precision": "fp32", "attention_tokens": 16,
                                       "exclude": ["encoder.blocks.1.mlp", "head.box_embed", "encoder.patch_embed"]}
@@ -150,6 +137,6 @@ def test_int8_and_fp16_options_reach_the_manifest(detr_bundle):
     assert kept["encoder.patch_embed.proj"] == "--exclude encoder.patch_embed"
     assert kept["head.box_embed.layers.0"] == "--exclude head.box_embed"
     assert fp16.status.value == int8.status.value == "good"
-    assert sorted(p.name for p in detr_bundle.iterdir()) == [
+    assert sorted(p.name for p in bundle.path.iterdir()) == [
         "calibration.fp16.log", "calibration.int8.log", "calibration_report.fp16.json", "calibration_report.int8.json",
         "manifest.json", "model.fp16.onnx", "model.int8.onnx", "model.onnx"]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import cv2
 import numpy as np
 import pytest
@@ -113,7 +110,7 @@ def test_fewer_frames_than_asked_shrinks_with_a_warning(tmp_path):
 
 
 @pytest.mark.parametrize(("setup", "kwargs", "message"), [
-    (lambda p: p.mkdir(), {}, "holds no .jpg/.jpeg/.png images"),
+    (lambda p: p.mkdir(), {}, "holds no images"),
     (lambda p: (write_images(p, 23), (p / "bad.jpg").write_bytes(b"not a jpeg")), {}, "cannot read image"),
     (lambda p: write_images(p, 5), {}, "has 5 frames; calibration needs at least 20"),
     (lambda p: write_images(p, 40), {"samples": 4}, "--samples 4 is too few"),
@@ -142,13 +139,3 @@ def test_bad_npz_is_a_data_error(tmp_path, arrays, message):
     np.savez(tmp_path / "calib.npz", **arrays)
     with pytest.raises(DataError, match=message):
         load(tmp_path / "calib.npz")
-
-
-def test_calibration_never_imports_the_models_package():
-    code = ("import sys, vitdeploy.calibration, vitdeploy.calibration.data as d; "
-            "from vitdeploy.bundle import Preprocessing, TensorSpec; "
-            "d.load_calibration_data('synthetic', inputs=[TensorSpec('images', 'float32', ['cameras', 3, 32, 32])], "
-            "preprocessing=Preprocessing(image_size=(32, 32)), samples=16, heldout=4); "
-            "print(sorted(m for m in sys.modules if m.startswith('vitdeploy.models')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

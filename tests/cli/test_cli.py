@@ -1,18 +1,11 @@
 """The CLI as a user meets it: help with examples, one-line errors, exit codes, no tracebacks."""
 
 import pytest
-from typer.testing import CliRunner
 
 from vitdeploy.cli.app import app
 
-runner = CliRunner()
 
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def test_top_level_help_lists_commands_and_an_example():
+def test_top_level_help_lists_commands_and_an_example(invoke):
     r = invoke("--help")
     assert r.exit_code == 0
     for cmd in ("models", "export", "info"):
@@ -21,19 +14,19 @@ def test_top_level_help_lists_commands_and_an_example():
 
 
 @pytest.mark.parametrize("command", [c.name for c in app.registered_commands])
-def test_every_command_help_shows_an_example(command):
+def test_every_command_help_shows_an_example(invoke, command):
     r = invoke(command, "--help")
     assert r.exit_code == 0, r.output
     assert "Example" in r.output
 
 
-def test_models_lists_the_zoo():
+def test_models_lists_the_zoo(invoke):
     r = invoke("models")
     assert r.exit_code == 0
     assert "vit-tiny-detr" in r.output and "448x800" in r.output
 
 
-def test_export_then_info(tmp_path):
+def test_export_then_info(invoke, tmp_path):
     out = tmp_path / "b"
     r = invoke("export", "vit-test-detr", "--out", out, "--max-cameras", "4")
     assert r.exit_code == 0, r.output
@@ -43,7 +36,7 @@ def test_export_then_info(tmp_path):
     assert r.exit_code == 0
     assert "vit-test-detr" in r.output and "cameras 1..4" in r.output
     r = invoke("info", out, "--json")
-    assert '"schema": 1' in r.output
+    assert '"schema": 2' in r.output
 
 
 @pytest.mark.parametrize(
@@ -56,7 +49,7 @@ def test_export_then_info(tmp_path):
         (["info", "{tmp}/nothing"], "does not exist"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_1(tmp_path, args, message):
+def test_bad_input_is_one_line_and_exit_1(invoke, tmp_path, args, message):
     r = invoke(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert r.exit_code == 1
     assert message in r.output

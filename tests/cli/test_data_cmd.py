@@ -5,17 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-
-from vitdeploy.cli.app import app
-
-runner = CliRunner()
 
 
-def test_synth_writes_images_and_annotations(tmp_path):
+def test_synth_writes_images_and_annotations(invoke, tmp_path):
     out = tmp_path / "synth"
-    result = runner.invoke(app, ["data", "synth", "--out", str(out), "--frames", "2", "--cameras", "2",
-                                 "--size", "128x224", "--seed", "1"])
+    result = invoke("data", "synth", "--out", str(out), "--frames", "2", "--cameras", "2",
+                    "--size", "128x224", "--seed", "1")
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "annotations.json").read_text())
     assert len(doc["images"]) == 4
@@ -25,8 +20,8 @@ def test_synth_writes_images_and_annotations(tmp_path):
     assert "wrote 4 images" in last and f"{len(doc['annotations'])} objects" in last and "annotations.json" in last
 
 
-def test_synth_help_has_an_example():
-    result = runner.invoke(app, ["data", "synth", "--help"])
+def test_synth_help_has_an_example(invoke):
+    result = invoke("data", "synth", "--help")
     assert result.exit_code == 0
     assert "Example:" in result.output and "vitdeploy data synth --out" in result.output
 
@@ -36,17 +31,17 @@ def test_synth_help_has_an_example():
     (["--size", "256by448"], "--size"),
     (["--cameras", "9"], "cameras"),
 ])
-def test_synth_bad_input_is_one_line_without_traceback(tmp_path, args, message):
-    result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "o"), *args])
+def test_synth_bad_input_is_one_line_without_traceback(invoke, tmp_path, args, message):
+    result = invoke("data", "synth", "--out", str(tmp_path / "o"), *args)
     assert result.exit_code == 1
     text = result.output.strip()
     assert message in text and "Traceback" not in text and len(text.splitlines()) == 1
 
 
-def test_synth_refuses_an_out_path_that_is_a_file(tmp_path):
+def test_synth_refuses_an_out_path_that_is_a_file(invoke, tmp_path):
     afile = tmp_path / "taken"
     afile.write_text("x")
-    result = runner.invoke(app, ["data", "synth", "--out", str(afile), "--frames", "1"])
+    result = invoke("data", "synth", "--out", str(afile), "--frames", "1")
     assert result.exit_code == 1
     assert "is a file" in result.output and "Traceback" not in result.output
 
@@ -61,11 +56,11 @@ def _drive(tmp_path):
         "/rear/compressed": ("sensor_msgs/msg/CompressedImage", stream(3, period_ns=200_000_000, seed=1))})
 
 
-def test_info_lists_topics_counts_rates_and_span(tmp_path, monkeypatch):
+def test_info_lists_topics_counts_rates_and_span(invoke, tmp_path, monkeypatch):
     from vitdeploy.cli.console import console
 
     monkeypatch.setattr(console, "width", 160)  # one table row per topic, nothing wrapped
-    result = runner.invoke(app, ["data", "info", str(_drive(tmp_path))])
+    result = invoke("data", "info", str(_drive(tmp_path)))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert "MCAP, 3 topics, 10 messages, 0.503 s from 2026-01-01T00:00:00.000+00:00" in lines[0]
@@ -76,8 +71,8 @@ def test_info_lists_topics_counts_rates_and_span(tmp_path, monkeypatch):
     assert rows["/diagnostics"] == ["std_msgs/msg/String", "cdr", "1", "0.00", "0.000", ""]  # not an image topic
 
 
-def test_info_json(tmp_path):
-    result = runner.invoke(app, ["data", "info", str(_drive(tmp_path)), "--json"])
+def test_info_json(invoke, tmp_path):
+    result = invoke("data", "info", str(_drive(tmp_path)), "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["format"] == "MCAP" and doc["image_topics"] == ["/front/compressed", "/rear/compressed"]
@@ -85,10 +80,10 @@ def test_info_json(tmp_path):
         ("/diagnostics", 1, 0.0), ("/front/compressed", 6, 10.0), ("/rear/compressed", 3, 5.0)]
 
 
-def test_info_on_a_damaged_recording_is_one_line(tmp_path):
+def test_info_on_a_damaged_recording_is_one_line(invoke, tmp_path):
     path = _drive(tmp_path)
     path.write_bytes(path.read_bytes()[:-200])
-    result = runner.invoke(app, ["data", "info", str(path)])
+    result = invoke("data", "info", str(path))
     assert result.exit_code == 1
     text = result.output.strip()
     assert "is not a readable MCAP file" in text and "Traceback" not in text and len(text.splitlines()) == 1

@@ -3,13 +3,11 @@
 import json
 
 import cv2
-from typer.testing import CliRunner
 
-from vitdeploy.cli.app import app
 from vitdeploy.demo import run_demo
 
 
-def test_demo_writes_table_video_jsonl_and_bench(tmp_path):
+def test_demo_writes_table_video_jsonl_and_bench(invoke, tmp_path):
     result = run_demo(out=tmp_path, cameras=2, frames=3, calibration_samples=16, eval_frames=4)
     assert [r.precision.value for r in result.rows] == ["fp32", "fp16", "int8"]
     for r in result.rows:
@@ -27,13 +25,13 @@ def test_demo_writes_table_video_jsonl_and_bench(tmp_path):
     assert ok and frame.shape[0] > 0
     cap.release()
 
-    again = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--cameras", "2", "--frames", "3",
-                                    "--eval-frames", "4"])
+    again = invoke("demo", "--out", str(tmp_path), "--cameras", "2", "--frames", "3",
+                   "--eval-frames", "4")
     assert again.exit_code == 0, again.output
     assert "reused from an earlier run: export, calibrate fp16, calibrate int8" in again.output
     assert "mAP@.5" in again.output and "int8" in again.output
 
 
-def test_demo_bad_camera_count(tmp_path):
-    r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--cameras", "9"])
+def test_demo_bad_camera_count(invoke, tmp_path):
+    r = invoke("demo", "--out", str(tmp_path), "--cameras", "9")
     assert r.exit_code == 1 and "out of range" in r.output and "Traceback" not in r.output

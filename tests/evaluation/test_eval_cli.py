@@ -6,15 +6,6 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
-from vitdeploy.cli.app import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +19,12 @@ def trained_like(exported, tmp_path_factory):
     return exported("vit-test-detr", checkpoint=path).path
 
 
-def test_help_shows_examples():
+def test_help_shows_examples(invoke):
     r = invoke("eval", "--help")
     assert r.exit_code == 0 and "Example" in r.output and "synthetic" in r.output
 
 
-def test_eval_on_six_synthetic_frames_beside_fp32_onnx_and_pytorch(trained_like, tmp_path):
+def test_eval_on_six_synthetic_frames_beside_fp32_onnx_and_pytorch(invoke, trained_like, tmp_path):
     out = tmp_path / "eval.json"
     r = invoke("eval", trained_like, "--data", "synthetic:frames=6", "--json", out, "--markdown", tmp_path / "e.md")
     assert r.exit_code == 0, r.output
@@ -51,7 +42,7 @@ def test_eval_on_six_synthetic_frames_beside_fp32_onnx_and_pytorch(trained_like,
     assert "| onnxruntime | fp32 | FP32 ONNX |" in (tmp_path / "e.md").read_text()
 
 
-def test_random_weights_have_no_pytorch_reference(exported):
+def test_random_weights_have_no_pytorch_reference(invoke, exported):
     r = invoke("eval", exported("vit-test-detr").path, "--data", "synthetic:frames=2", "--precision", "fp32,int8")
     assert r.exit_code == 0, r.output
     assert "skipped torch fp32" in r.output and "random weights" in r.output
@@ -72,7 +63,7 @@ def write(path, text):
         "images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}], "annotations": [],
         "categories": [{"id": 1, "name": "zebra"}]})), "['zebra'] are not the model's"),
 ])
-def test_bad_data_is_one_line_and_exit_1(exported, tmp_path, data, message):
+def test_bad_data_is_one_line_and_exit_1(invoke, exported, tmp_path, data, message):
     r = invoke("eval", exported("vit-test-detr").path, "--data", data(tmp_path))
     assert r.exit_code == 1, r.output
     assert message in r.output and "Traceback" not in r.output

@@ -9,14 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-from vitdeploy.bench.configs import Configuration
-from vitdeploy.bundle import Precision
+from vitdeploy.bundle import HeadSpec, Precision
 from vitdeploy.errors import DataError
 from vitdeploy.evaluation.datasets import BACKGROUND, EvalImage, image_folder_dataset, synthetic_dataset
-from vitdeploy.evaluation.evaluate import EvalScorer, check_compatible, evaluate_backends
-from vitdeploy.evaluation.semantic import SemanticIoU, instances_to_semantic
+from vitdeploy.evaluation.evaluate import check_compatible, evaluate_backends
+from vitdeploy.heads import Detections, make_head
+from vitdeploy.heads.semantic import SemanticIoU, instances_to_semantic
+from vitdeploy.heads.truth import DetectionTruth
 from vitdeploy.runtime.backends.base import Backend
-from vitdeploy.runtime.postprocess import Detections
+from vitdeploy.runtime.configs import Configuration
 from vitdeploy.runtime.preprocess import resize_frame
 
 DRIVING = ("car", "truck", "pedestrian", "cyclist", "traffic_cone", "traffic_light")
@@ -28,8 +29,10 @@ def dets(boxes, labels, scores=None) -> Detections:
     return Detections(boxes, scores, np.asarray(labels, np.int64))
 
 
-def scorer(head="detr", classes=6) -> EvalScorer:
-    return EvalScorer(head=head, num_classes=classes, class_map=np.arange(classes), input_size=(64, 96))
+def scorer() -> DetectionTruth:
+    """The ground-truth scorer of a detr head with the six driving classes."""
+    head = make_head(HeadSpec("detr"), class_names=DRIVING, image_size=(64, 96))
+    return head.truth_scorer(class_map=np.arange(len(DRIVING)))
 
 
 # ---- hand-checked detection cases --------------------------------------------------------------
@@ -147,7 +150,7 @@ def test_perfect_detections_through_the_letterbox_score_one(manifest):
 
 
 def test_perfect_masks_score_miou_one(manifest):
-    m = dataclasses.replace(manifest, head="mask")
+    m = dataclasses.replace(manifest, head=HeadSpec("mask"))
     data = synthetic_dataset(image_size=tuple(m.image_size), frames=4)
     images = list(data.images(masks=True))
     assert sum(len(np.unique(im.semantic)) - 1 for im in images) >= 3  # objects of some classes are in view
@@ -165,7 +168,7 @@ def test_perfect_masks_score_miou_one(manifest):
 
 
 def test_top1_on_an_image_folder(manifest, tmp_path):
-    m = dataclasses.replace(manifest, head="cls", class_names=["dark", "light"])
+    m = dataclasses.replace(manifest, head=HeadSpec("cls"), class_names=["dark", "light"])
     for name, value in (("dark", 10), ("light", 245)):
         (tmp_path / name).mkdir()
         for k in range(2):
@@ -193,8 +196,8 @@ def test_top1_on_an_image_folder(manifest, tmp_path):
 def test_data_that_does_not_fit_the_model_is_a_data_error(manifest, tmp_path):
     data = synthetic_dataset(image_size=(64, 96), frames=1)
     with pytest.raises(DataError, match="classification"):
-        check_compatible(dataclasses.replace(manifest, head="cls"), data)
+        check_compatible(dataclasses.replace(manifest, head=HeadSpec("cls")), data)
     with pytest.raises(DataError, match="not the model's"):
         check_compatible(dataclasses.replace(manifest, class_names=["car", "bus"]), data)
-    with pytest.raises(DataError, match="heads"):
-        check_compatible(dataclasses.replace(manifest, head="sam"), data)
+    with pytest.raises(DataError, match="cannot score sam heads"):
+        check_compatible(dataclasses.replace(manifest, head=HeadSpec("sam")), data)

@@ -4,7 +4,7 @@ import pytest
 
 from vitdeploy.bundle import Bundle
 from vitdeploy.errors import BundleError, ExportError, ParityError
-from vitdeploy.exporter.export import export_model
+from vitdeploy.exporter.export import ExportOptions, export_model
 from vitdeploy.runtime.backends.onnxruntime import cpu_session
 
 HEADS = ["vit-test-cls", "vit-test-cait", "vit-test-detr", "vit-test-mask", "vit-test-tab"]
@@ -34,7 +34,10 @@ def test_every_head_exports_with_parity_at_1_and_6_cameras(exported, name):
 
 def test_manifest_records_what_later_stages_need(exported):
     m = exported("vit-test-detr", max_cameras=6).manifest
-    assert m.head == "detr" and m.max_cameras == 6 and m.opset == 18
+    assert m.head.kind == "detr" and m.max_cameras == 6 and m.opset == 18
+    assert m.head.scores.value == "softmax" and m.head.boxes.layout.value == "cxcywh"
+    assert m.head.config == {"num_classes": 6, "num_queries": 10}
+    assert m.graph().outputs[0].meaning == "class logits per query; the last class is 'no object'"
     assert m.class_names[:2] == ["car", "truck"]
     assert m.graph().outputs[1].name == "boxes"
     assert m.graph().inputs[0].shape == ["cameras", 3, 64, 96]
@@ -42,12 +45,13 @@ def test_manifest_records_what_later_stages_need(exported):
 
 
 def test_non_square_automotive_size(tmp_path):
-    b = export_model("vit-test-detr", out=tmp_path, image_size=(128, 224), max_cameras=2).bundle
+    b = export_model("vit-test-detr", out=tmp_path,
+                     options=ExportOptions(image_size=(128, 224), max_cameras=2)).bundle
     assert b.manifest.graph().inputs[0].shape == ["cameras", 3, 128, 224]
 
 
 def test_opset_17_keeps_layernorm_one_op(tmp_path):
-    b = export_model("vit-test-cls", out=tmp_path, opset=17, max_cameras=2).bundle
+    b = export_model("vit-test-cls", out=tmp_path, options=ExportOptions(opset=17, max_cameras=2)).bundle
     model = onnx.load(b.onnx_path())
     assert next(o.version for o in model.opset_import if o.domain == "") == 17
     assert any(n.op_type == "LayerNormalization" for n in model.graph.node)
@@ -55,14 +59,14 @@ def test_opset_17_keeps_layernorm_one_op(tmp_path):
 
 def test_image_size_not_multiple_of_patch(tmp_path):
     with pytest.raises(ExportError, match="not a multiple of the patch size 16 .* try 448x800"):
-        export_model("vit-test-detr", out=tmp_path, image_size=(450, 800))
+        export_model("vit-test-detr", out=tmp_path, options=ExportOptions(image_size=(450, 800)))
     assert not any(tmp_path.iterdir())
 
 
 def test_parity_failure_writes_nothing(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"previous")
     with pytest.raises(ParityError, match="disagrees with PyTorch"):
-        export_model("vit-test-cls", out=tmp_path, atol=0.0, rtol=0.0, max_cameras=2)
+        export_model("vit-test-cls", out=tmp_path, options=ExportOptions(atol=0.0, rtol=0.0, max_cameras=2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
     assert (tmp_path / "model.onnx").read_bytes() == b"previous"
 
@@ -89,10 +93,10 @@ def test_unwritable_output(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["vit-base-cls", "vit-base-cait", "vit-base-detr", "vit-base-mask", "vit-base-tab"])
 def test_base_models_export(tmp_path, name):
-    b = export_model(name, out=tmp_path, max_cameras=2)
+    b = export_model(name, out=tmp_path, options=ExportOptions(max_cameras=2))
     assert b.bundle.manifest.graph().parity.passed
 
 
 def test_single_camera_bundle(tmp_path):
-    b = export_model("vit-test-cls", out=tmp_path, max_cameras=1).bundle
+    b = export_model("vit-test-cls", out=tmp_path, options=ExportOptions(max_cameras=1)).bundle
     assert b.manifest.max_cameras == 1 and b.manifest.graph().parity.passed

@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from typer.testing import CliRunner
 
 from vitdeploy.bundle import Bundle
-from vitdeploy.cli.app import app
 from vitdeploy.errors import CheckpointError, VitDeployError
-from vitdeploy.exporter.export import export_model
+from vitdeploy.exporter.export import ExportOptions, export_model
 from vitdeploy.models.heads.tab import Task
 from vitdeploy.models.tasks import card_with_tasks, prepare_task_export, tasks_from_config
 from vitdeploy.models.zoo import get_card
@@ -21,8 +19,8 @@ from vitdeploy.runtime.backends.onnxruntime import cpu_session
 def test_tab_bundle_has_one_output_per_task_and_lists_the_tasks(exported):
     bundle = Bundle.open(exported("vit-test-tab", max_cameras=6).path)
     m = bundle.manifest
-    assert m.head == "tab"
-    assert m.head_config["tasks"] == [{"name": "task0", "num_classes": 4}, {"name": "task1", "num_classes": 3},
+    assert m.head.kind == "tab"
+    assert m.head.config["tasks"] == [{"name": "task0", "num_classes": 4}, {"name": "task1", "num_classes": 3},
                                       {"name": "task2", "num_classes": 5}]
     assert len(m.class_names) == 12 and m.class_names[4] == "task1/class_0"
     outputs = {o.name: o for o in m.graph().outputs}
@@ -47,12 +45,12 @@ def _two_task_checkpoint(path):
 
 def test_export_grows_a_checkpoint_keeping_its_tasks(tmp_path):
     model = _two_task_checkpoint(tmp_path / "tab2.safetensors")
-    bundle = export_model("vit-test-tab", out=tmp_path / "b", checkpoint=tmp_path / "tab2.safetensors", tasks=3,
-                          task_classes=[4, 3, 6], max_cameras=2).bundle
+    bundle = export_model("vit-test-tab", out=tmp_path / "b", checkpoint=tmp_path / "tab2.safetensors",
+                          options=ExportOptions(tasks=3, task_classes=[4, 3, 6], max_cameras=2)).bundle
     m = bundle.manifest
     assert m.graph().parity.passed and m.graph().lint == []
-    assert [t["num_classes"] for t in m.head_config["tasks"]] == [4, 3, 6]
-    assert m.head_config["checkpoint_tasks"] == 2
+    assert [t["num_classes"] for t in m.head.config["tasks"]] == [4, 3, 6]
+    assert m.head.config["checkpoint_tasks"] == 2
     images = np.random.default_rng(0).standard_normal((2, 3, 64, 64), np.float32)
     outs = dict(zip([o.name for o in m.graph().outputs],
                     cpu_session(bundle.onnx_path("fp32")).run(None, {"images": images}), strict=True))
@@ -68,7 +66,7 @@ def test_growing_at_export_is_deterministic_and_keeps_tensors_bit_for_bit(tmp_pa
     a, b = (prepare_task_export(get_card("vit-test-tab"), count=4, classes=None,
                                 checkpoint=tmp_path / "tab2.safetensors") for _ in range(2))
     assert a.grown_from == 2
-    assert [t.num_classes for t in tasks_from_config(a.card.head_config)] == [4, 3, 3, 3]
+    assert [t.num_classes for t in tasks_from_config(a.card.head.config)] == [4, 3, 3, 3]
     assert all(torch.equal(a.state[k], b.state[k]) for k in a.state)
     assert all(torch.equal(a.state[k], v) for k, v in model.state_dict().items())
 
@@ -78,18 +76,19 @@ def test_a_checkpoint_exports_with_its_own_tasks(tmp_path):
     plan = prepare_task_export(get_card("vit-test-tab"), count=None, classes=None,
                                checkpoint=tmp_path / "tab2.safetensors")
     assert plan.grown_from is None
-    assert plan.card.head_config["tasks"] == [{"name": "task0", "num_classes": 4},
+    assert plan.card.head.config["tasks"] == [{"name": "task0", "num_classes": 4},
                                               {"name": "task1", "num_classes": 3}]
 
 
 def test_bad_task_options_are_refused_before_anything_is_written(tmp_path):
     _two_task_checkpoint(tmp_path / "tab2.safetensors")
     with pytest.raises(VitDeployError, match="--tasks 0"):
-        export_model("vit-test-tab", out=tmp_path / "b", tasks=0)
+        export_model("vit-test-tab", out=tmp_path / "b", options=ExportOptions(tasks=0))
     with pytest.raises(VitDeployError, match="apply to Task Attention models"):
-        export_model("vit-test-cls", out=tmp_path / "b", tasks=2)
+        export_model("vit-test-cls", out=tmp_path / "b", options=ExportOptions(tasks=2))
     with pytest.raises(CheckpointError, match="holds 2 tasks"):
-        export_model("vit-test-tab", out=tmp_path / "b", checkpoint=tmp_path / "tab2.safetensors", tasks=1)
+        export_model("vit-test-tab", out=tmp_path / "b", checkpoint=tmp_path / "tab2.safetensors",
+                     options=ExportOptions(tasks=1))
     assert not (tmp_path / "b").exists()
 
 
@@ -102,18 +101,18 @@ def test_bad_task_options_are_refused_before_anything_is_written(tmp_path):
         (["vit-test-cls", "--tasks", "2"], "vit-test-cls has a cls head"),
     ],
 )
-def test_cli_task_errors_are_one_line(tmp_path, args, message):
-    r = CliRunner().invoke(app, ["export", *args, "--out", str(tmp_path / "b")])
+def test_cli_task_errors_are_one_line(invoke, tmp_path, args, message):
+    r = invoke("export", *args, "--out", str(tmp_path / "b"))
     assert r.exit_code == 1
     assert message in r.output
     assert "Traceback" not in r.output
     assert not (tmp_path / "b").exists()
 
 
-def test_cli_exports_the_asked_tasks(tmp_path):
-    r = CliRunner().invoke(app, ["export", "vit-test-tab", "--tasks", "2", "--task-classes", "6,7",
-                                 "--max-cameras", "2", "--out", str(tmp_path / "b")])
+def test_cli_exports_the_asked_tasks(invoke, tmp_path):
+    r = invoke("export", "vit-test-tab", "--tasks", "2", "--task-classes", "6,7",
+               "--max-cameras", "2", "--out", str(tmp_path / "b"))
     assert r.exit_code == 0, r.output
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    assert manifest["head_config"]["tasks"] == [{"name": "task0", "num_classes": 6},
+    assert manifest["head"]["config"]["tasks"] == [{"name": "task0", "num_classes": 6},
                                                 {"name": "task1", "num_classes": 7}]

@@ -7,7 +7,7 @@ import torch
 
 from vitdeploy.bundle.manifest import Preprocessing
 from vitdeploy.errors import DataError, ExportError
-from vitdeploy.exporter.export import export_model
+from vitdeploy.exporter.export import ExportOptions, export_model
 from vitdeploy.exporter.fused_preprocess import FusedPreprocess
 from vitdeploy.runtime.backends.onnxruntime import cpu_session
 from vitdeploy.runtime.preprocess import prepare_batch, preprocess_frames
@@ -43,9 +43,11 @@ def test_fused_bundle_agrees_with_the_unfused_model(tmp_path):
 
     weights = tmp_path / "w.pt"
     torch.save(build_model("vit-test-detr").state_dict(), weights)
-    plain = export_model("vit-test-detr", out=tmp_path / "plain", max_cameras=4, checkpoint=weights).bundle
-    fused = export_model("vit-test-detr", out=tmp_path / "fused", max_cameras=4, checkpoint=weights,
-                         fuse_preprocess=True, source_size=(108, 192), source_channel_order="BGR").bundle
+    plain = export_model("vit-test-detr", out=tmp_path / "plain", checkpoint=weights,
+                         options=ExportOptions(max_cameras=4)).bundle
+    fused = export_model("vit-test-detr", out=tmp_path / "fused", checkpoint=weights,
+                         options=ExportOptions(max_cameras=4, fuse_preprocess=True, source_size=(108, 192),
+                             source_channel_order="BGR")).bundle
     m = fused.manifest
     assert m.preprocessing.fused and m.preprocessing.source_size == (108, 192)
     assert m.graph().inputs[0].dtype == "uint8" and m.graph().inputs[0].shape == ["cameras", 108, 192, 3]
@@ -76,18 +78,19 @@ def test_wrong_frame_size_is_refused_unless_resizing_is_allowed():
 
 def test_fuse_needs_a_source_size(tmp_path):
     with pytest.raises(ExportError, match="needs --source-size"):
-        export_model("vit-test-detr", out=tmp_path, fuse_preprocess=True)
+        export_model("vit-test-detr", out=tmp_path, options=ExportOptions(fuse_preprocess=True))
     assert not any(tmp_path.iterdir())
 
 
 def test_fused_bundle_calibrates_with_the_graph_doing_the_preprocessing(tmp_path):
-    from vitdeploy.calibration import calibrate_bundle
+    from vitdeploy.calibration import CalibrationOptions, calibrate_bundle
 
-    b = export_model("vit-test-detr", out=tmp_path / "b", max_cameras=4, fuse_preprocess=True,
-                     source_size=(108, 192)).bundle
+    b = export_model("vit-test-detr", out=tmp_path / "b",
+                     options=ExportOptions(max_cameras=4, fuse_preprocess=True, source_size=(108, 192))).bundle
     fused_nodes = set(b.manifest.preprocessing.fused_nodes)
     for precision in ("fp16", "int8"):
-        result = calibrate_bundle(b.path, precision=precision, samples=16, heldout=8)
+        result = calibrate_bundle(b.path, precision=precision,
+                                  options=CalibrationOptions(samples=16, heldout=8))
         model = onnx.load(result.onnx_path)
         assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
         producers = {o: n for n in model.graph.node for o in n.output}

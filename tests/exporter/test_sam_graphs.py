@@ -12,7 +12,9 @@ from vitdeploy.errors import ExportError
 from vitdeploy.exporter.lint import lint_model
 from vitdeploy.exporter.onnx_export import export_graph
 from vitdeploy.exporter.sam_graphs import PromptDecoderGraph, sam_graph_specs
+from vitdeploy.heads import make_head
 from vitdeploy.models.sam import Sam, build_sam
+from vitdeploy.models.zoo import get_card
 from vitdeploy.runtime.backends.onnxruntime import cpu_session
 
 FP32_ATOL = 1e-4
@@ -28,6 +30,13 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
+def sam_head(model):
+    """The zoo's ``sam`` head of the variant ``model`` is (test or vit_b, told apart by size)."""
+    name = "sam-vit-test" if model.image_encoder.img_size == 256 else "sam-vit-b"
+    card = get_card(name)
+    return make_head(card.head, image_size=card.image_size)
+
+
 @pytest.fixture(scope="module")
 def sam() -> Sam:
     return randomize_(build_sam("test"))
@@ -35,7 +44,7 @@ def sam() -> Sam:
 
 @pytest.fixture(scope="module")
 def specs(sam):
-    return {s.name: s for s in sam_graph_specs(sam, max_cameras=4, max_points=8)}
+    return {s.name: s for s in sam_graph_specs(sam, head=sam_head(sam), max_cameras=4, max_points=8)}
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +76,11 @@ def test_specs_describe_both_graphs(specs):
 
 def test_bad_arguments_are_refused(sam):
     with pytest.raises(ExportError, match="max_cameras"):
-        sam_graph_specs(sam, max_cameras=0)
+        sam_graph_specs(sam, head=sam_head(sam), max_cameras=0)
     with pytest.raises(ExportError, match="max_points must be >= 2"):
-        sam_graph_specs(sam, max_cameras=2, max_points=1)
+        sam_graph_specs(sam, head=sam_head(sam), max_cameras=2, max_points=1)
     with pytest.raises(ExportError, match="Segment Anything"):
-        sam_graph_specs(torch.nn.Linear(2, 2), max_cameras=2)
+        sam_graph_specs(torch.nn.Linear(2, 2), head=sam_head(sam), max_cameras=2)
 
 
 @torch.no_grad()
@@ -157,7 +166,7 @@ def test_explicit_attention_graphs_export_and_match(tmp_path):
     """The matmul-softmax graphs (what quantization sees) export and agree as well."""
     model = randomize_(build_sam("test", fused_attention=False))
     rng = np.random.default_rng(2)
-    for spec in sam_graph_specs(model, max_cameras=2, max_points=4):
+    for spec in sam_graph_specs(model, head=sam_head(model), max_cameras=2, max_points=4):
         path = tmp_path / spec.file
         lint = lint_model(export_graph(spec, path, opset=18))
         assert lint == []
@@ -170,7 +179,7 @@ def test_sam_vit_b_graphs_export_and_match(tmp_path):
     """The real size: 64x64 grid padded to 70 for the 14x14 windows, 4096-token global blocks."""
     model = randomize_(build_sam("vit_b"))
     rng = np.random.default_rng(3)
-    for spec in sam_graph_specs(model, max_cameras=2):
+    for spec in sam_graph_specs(model, head=sam_head(model), max_cameras=2):
         path = tmp_path / spec.file
         export_graph(spec, path, opset=18)
         feeds = spec.make_inputs({"cameras": 1, "points": 3}, rng)

@@ -30,14 +30,14 @@ def _frames(n=3, seed=1):
     return torch.randn(n, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
 
 
-def test_zoo_has_a_tab_model_per_size_with_its_tasks_in_head_config():
+def test_zoo_has_a_tab_model_per_size_with_its_tasks_in_the_head_config():
     for size in ("test", "tiny", "small", "base", "large"):
         card = ZOO[f"vit-{size}-tab"]
-        assert card.head == "tab"
-        tasks = tasks_from_config(card.head_config)
+        assert card.head.kind == "tab"
+        tasks = tasks_from_config(card.head.config)
         assert [t.name for t in tasks] == ["task0", "task1", "task2"]
-        assert card.head_config["num_classes"] == sum(t.num_classes for t in tasks) == len(card.class_names)
-    assert [t.num_classes for t in tasks_from_config(ZOO["vit-test-tab"].head_config)] == [4, 3, 5]
+        assert card.head.config["num_classes"] == sum(t.num_classes for t in tasks) == len(card.class_names)
+    assert [t.num_classes for t in tasks_from_config(ZOO["vit-test-tab"].head.config)] == [4, 3, 5]
 
 
 def test_outputs_per_task_and_their_concatenation():
@@ -136,12 +136,12 @@ def test_one_class_attention_implementation_serves_cait_and_tab():
 )
 def test_bad_task_lists_are_one_line_errors(kwargs, error, message):
     with pytest.raises(error, match=message) as info:
-        resolve_tasks(tasks_from_config(get_card("vit-test-tab").head_config), **kwargs)
+        resolve_tasks(tasks_from_config(get_card("vit-test-tab").head.config), **kwargs)
     assert "\n" not in str(info.value)
 
 
 def test_task_lists_follow_the_checkpoint_then_the_card():
-    defaults = tasks_from_config(get_card("vit-test-tab").head_config)
+    defaults = tasks_from_config(get_card("vit-test-tab").head.config)
     assert [t.num_classes for t in resolve_tasks(defaults)] == [4, 3, 5]
     assert [t.num_classes for t in resolve_tasks(defaults, count=5)] == [4, 3, 5, 5, 5]
     assert [t.num_classes for t in resolve_tasks(defaults, classes=[2, 2])] == [2, 2]

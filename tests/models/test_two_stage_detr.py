@@ -3,10 +3,12 @@
 import numpy as np
 import torch
 
+from vitdeploy.bundle import HeadSpec
 from vitdeploy.bundle.manifest import Preprocessing
 from vitdeploy.exporter.onnx_export import export_graph
 from vitdeploy.exporter.parity import check_parity
 from vitdeploy.exporter.perception_graphs import perception_graph_spec
+from vitdeploy.heads import make_head
 from vitdeploy.models.heads.detr import TwoStageDetrHead, patch_anchors
 from vitdeploy.models.zoo import ENCODER_SIZES, get_card
 
@@ -57,7 +59,8 @@ def test_more_queries_than_patches_uses_every_patch():
 
 def test_exports_with_a_dynamic_camera_axis_and_matches_pytorch(tmp_path):
     model = _model()
-    spec = perception_graph_spec(model, head="detr", image_size=SIZE, max_cameras=4,
+    head = make_head(HeadSpec("detr"), image_size=SIZE)  # query and class counts left to the model
+    spec = perception_graph_spec(model, head=head, image_size=SIZE, max_cameras=4,
                                  preprocessing=Preprocessing(image_size=SIZE))
     onnx_model = export_graph(spec, tmp_path / "model.onnx")
     ops = {n.op_type for n in onnx_model.graph.node}

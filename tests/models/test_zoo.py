@@ -59,16 +59,25 @@ def test_patch_multiple_is_enforced():
 
 
 def test_cait_only_updates_the_class_token():
-    """Class attention must not let the patches see the CLS token: changing the CLS token's
-    contribution changes the logits, but the encoder's tokens stay the same."""
+    """Class attention must not let the patches see the CLS token: every class-attention block is
+    given the encoder's patch tokens unchanged, whatever the CLS token is, and returns the CLS token
+    alone; changing the CLS token changes the logits."""
     model = build_model("vit-test-cait")
     x = torch.randn(1, 3, 64, 64)
-    _, patches, grid = model.split_tokens(x)
-    before = patches.clone()
+    seen = []  # (patches a block was given, shape of what it returned), every block, both runs
+    for block in model.head.blocks:
+        block.register_forward_hook(lambda _m, args, out: seen.append((args[1].clone(), tuple(out.shape))))
     with torch.no_grad():
-        model.head.cls_token.add_(1.0)
-        _, patches2, _ = model.split_tokens(x)
-    torch.testing.assert_close(before, patches2)
+        _, encoder_patches, _ = model.split_tokens(x)
+        before = model(x)["logits"]
+        # not a constant shift: the final LayerNorm would take that out again
+        model.head.cls_token.add_(torch.randn(model.head.cls_token.shape, generator=torch.Generator().manual_seed(0)))
+        after = model(x)["logits"]
+    assert not torch.allclose(before, after, atol=1e-4)  # the head reads the CLS token
+    assert len(seen) == 2 * len(model.head.blocks) == 4
+    for patches, shape in seen:
+        torch.testing.assert_close(patches, encoder_patches)  # no block changed the patches, in either run
+        assert shape == (1, 1, encoder_patches.shape[-1])  # a block gives back the CLS token only
 
 
 def test_unknown_name_suggests_the_nearest():

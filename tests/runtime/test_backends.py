@@ -11,13 +11,9 @@ from vitdeploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
 
 @pytest.fixture(scope="module")
-def bundle(exported):
-    return exported("vit-test-detr", max_cameras=6)
-
-
-@pytest.fixture(scope="module")
-def ort_backend(bundle):
-    with open_backend("onnxruntime", bundle, precision="fp32", device="cpu") as backend:
+def ort_backend(exported):
+    detr = exported("vit-test-detr", max_cameras=6)
+    with open_backend("onnxruntime", detr, precision="fp32", device="cpu") as backend:
         yield backend
 
 

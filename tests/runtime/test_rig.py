@@ -3,10 +3,8 @@
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from vitdeploy.bundle import Precision
-from vitdeploy.cli.app import app
 from vitdeploy.errors import RigConfigError
 from vitdeploy.runtime.rig import VideoMode, load_rig, parse_rig, synthetic_rig
 
@@ -68,10 +66,10 @@ def test_synthetic_rig_needs_no_file():
     assert rig.rate_hz == 5 and rig.cameras[0].source == "synthetic://front?size=64x96&seed=0&loop=2"
 
 
-def test_cli_malformed_rig_is_one_line_exit_1(tmp_path):
+def test_cli_malformed_rig_is_one_line_exit_1(invoke, tmp_path):
     rig = tmp_path / "rig.toml"
     rig.write_text(GOOD.format(fps='"abc"'))
-    r = CliRunner().invoke(app, ["run", str(tmp_path / "bundle"), "--rig", str(rig), "--no-live"])
+    r = invoke("run", str(tmp_path / "bundle"), "--rig", str(rig), "--no-live")
     assert r.exit_code == 1
     assert 'cameras[2].fps: expected a positive number, got "abc"' in r.output
     assert "Traceback" not in r.output

@@ -11,24 +11,17 @@ import cv2
 import numpy as np
 import pytest
 from fakes import SIZE, ScriptedSource, StallingSource, corrupt_after, raises_after, write_video
-from typer.testing import CliRunner
 
-from vitdeploy.cli.app import app
 from vitdeploy.errors import BackendError
 from vitdeploy.runtime.backends import open_backend
 from vitdeploy.runtime.backends.base import Backend
 from vitdeploy.runtime.rig import Outputs, VideoMode, synthetic_rig
-from vitdeploy.runtime.run import run_rig
+from vitdeploy.runtime.run import RunOptions, run_rig
 from vitdeploy.runtime.sources import Health
 from vitdeploy.runtime.sources.video import VideoFileSource
 
 STAGES = ["preprocess_start", "preprocess_end", "infer_start", "infer_end", "postprocess_start",
           "postprocess_end", "sink_start"]
-
-
-@pytest.fixture(scope="module")
-def bundle(exported):
-    return exported("vit-test-detr", max_cameras=6)
 
 
 def rig6(**kwargs):
@@ -41,7 +34,7 @@ def read_jsonl(path):
 
 
 def test_six_synthetic_cameras_through_onnxruntime(bundle, tmp_path):
-    summary = run_rig(rig6(), bundle=bundle, out=tmp_path, max_frames=20)
+    summary = run_rig(rig6(), bundle=bundle, options=RunOptions(out=tmp_path, max_frames=20))
     assert summary.stopped_by == "max-frames" and summary.sets_out == 20
     records = read_jsonl(tmp_path / "frames.jsonl")
     assert len(records) == 20
@@ -84,8 +77,8 @@ def test_broken_cameras_do_not_stop_the_rig(bundle, tmp_path):
         "rear_left": ScriptedSource("rear_left", corrupt_after(3), fps=20),
         "rear_right": VideoFileSource("rear_right", video, fps=20),
     }
-    summary = run_rig(rig6(outputs=Outputs(video=VideoMode.PER_CAMERA)), bundle=bundle, out=tmp_path / "out",
-                      max_frames=30, sources=faulty)
+    summary = run_rig(rig6(outputs=Outputs(video=VideoMode.PER_CAMERA)), bundle=bundle, sources=faulty,
+                      options=RunOptions(out=tmp_path / "out", max_frames=30))
     assert summary.sets_out == 30
     records = read_jsonl(tmp_path / "out" / "frames.jsonl")
     assert len(records) == 30 and all(len(r["cameras"]) == 6 for r in records)
@@ -127,7 +120,8 @@ class SlowBackend(Backend):
 def test_a_slow_model_drops_the_oldest_sets_and_keeps_latency_bounded(bundle, tmp_path):
     with open_backend("onnxruntime", bundle) as inner:
         slow = SlowBackend(inner, delay=0.15)  # 3 ticks per batch at 20 sets/s
-        summary = run_rig(rig6(outputs=Outputs()), bundle=bundle, backend=slow, out=tmp_path, duration=1.5)
+        summary = run_rig(rig6(outputs=Outputs()), bundle=bundle, backend=slow,
+                          options=RunOptions(out=tmp_path, duration=1.5))
     assert summary.sets_dropped > 0 and summary.dropped["infer"] + summary.dropped["preprocess"] > 0
     assert 3 <= summary.sets_out <= 12
     # never more than the sets in flight between capture and results: no unbounded queueing
@@ -139,16 +133,16 @@ def test_a_slow_model_drops_the_oldest_sets_and_keeps_latency_bounded(bundle, tm
 
 def test_a_backend_failure_stops_the_run_with_its_error(bundle, tmp_path):
     with open_backend("onnxruntime", bundle) as inner, pytest.raises(BackendError, match="device lost"):
-        run_rig(rig6(), bundle=bundle, backend=SlowBackend(inner, delay=0.0, fail_on=4), out=tmp_path,
-                max_frames=50)
+        run_rig(rig6(), bundle=bundle, backend=SlowBackend(inner, delay=0.0, fail_on=4),
+                options=RunOptions(out=tmp_path, max_frames=50))
     records = read_jsonl(tmp_path / "frames.jsonl")  # what was written is complete
     assert 1 <= len(records) <= 3
     assert cv2.VideoCapture(str(tmp_path / "mosaic.mp4")).read()[0]
 
 
-def test_cli_run_synthetic_prints_the_summary(bundle, tmp_path):
-    r = CliRunner().invoke(app, ["run", str(bundle.path), "--synthetic-cameras", "2", "--synthetic-size", "64x96",
-                                 "--fps", "20", "--max-frames", "5", "--out", str(tmp_path), "--no-live"])
+def test_cli_run_synthetic_prints_the_summary(invoke, bundle, tmp_path):
+    r = invoke("run", str(bundle.path), "--synthetic-cameras", "2", "--synthetic-size", "64x96",
+               "--fps", "20", "--max-frames", "5", "--out", str(tmp_path), "--no-live")
     assert r.exit_code == 0, r.output
     for text in ("frames in", "end-to-end", "p99", "deadline misses", "stopped by max-frames", "frames.jsonl"):
         assert text in r.output
@@ -190,7 +184,7 @@ def test_free_running_rig_processes_every_video_frame_then_stops(bundle, tmp_pat
     for name in ("a", "b"):
         write_video(tmp_path / f"{name}.mp4", 6)
     rig = Rig(cameras=tuple(Camera(n, f"{n}.mp4", fps=20) for n in ("a", "b")), rate_hz=0, base_dir=tmp_path)
-    summary = run_rig(rig, bundle=bundle, out=tmp_path / "out")
+    summary = run_rig(rig, bundle=bundle, options=RunOptions(out=tmp_path / "out"))
     assert summary.stopped_by == "sources finished" and summary.sets_out == 6 and summary.sets_dropped == 0
     records = read_jsonl(tmp_path / "out" / "frames.jsonl")
     assert [[c["frame"] for c in r["cameras"]] for r in records] == [[k, k] for k in range(6)]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from vitdeploy.bundle import Manifest, Precision, Preprocessing
+from vitdeploy.bundle import HeadSpec, Manifest, Precision, Preprocessing
 from vitdeploy.bundle.manifest import Graph, TensorSpec
 from vitdeploy.tensorrt.errors import BuildError
 from vitdeploy.tensorrt.profile import DimRange, Profile, camera_profile, parse_dim
@@ -22,7 +22,7 @@ DECODER = Graph(name="prompt_decoder",
 
 
 def _manifest(max_cameras=6) -> Manifest:
-    return Manifest(model="m", head="detr", parameters=1, image_size=(64, 96), patch_size=16,
+    return Manifest(model="m", head=HeadSpec("detr"), parameters=1, image_size=(64, 96), patch_size=16,
                     max_cameras=max_cameras, opset=18, preprocessing=Preprocessing(image_size=(64, 96)),
                     graphs=[DETR, DECODER])
 

@@ -1,23 +1,17 @@
 """Golden inputs and FP32 reference outputs in the bundle (what engines are judged on)."""
 
-import shutil
 
 import numpy as np
 import pytest
 
-from vitdeploy.bundle import Bundle, Precision
+from vitdeploy.bundle import Precision
 from vitdeploy.runtime.backends.onnxruntime import run_on_cpu
 from vitdeploy.tensorrt.agreement import check_engine
 from vitdeploy.tensorrt.errors import BuildError
 from vitdeploy.tensorrt.golden import GOLDEN_FILE, ensure_golden, golden_inputs, load_golden
 
-
 # ---- golden.npz in a real bundle ----------------------------------------------------------------
-@pytest.fixture
-def bundle(exported, tmp_path):
-    src = exported("vit-test-detr", max_cameras=3)
-    shutil.copytree(src.path, tmp_path / "b")
-    return Bundle.open(tmp_path / "b")
+BUNDLE_CAMERAS = 3  # the shared ``bundle`` fixture's camera range: 1..3
 
 
 def test_golden_is_made_once_from_fp32_onnxruntime_and_reused(bundle):

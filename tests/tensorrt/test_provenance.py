@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from vitdeploy.bundle import Engine, Manifest, Precision, Preprocessing, Status
+from vitdeploy.bundle import Engine, HeadSpec, Manifest, Precision, Preprocessing, Status
 from vitdeploy.bundle.manifest import Graph, TensorSpec
 from vitdeploy.errors import BackendError
 from vitdeploy.tensorrt.provenance import (
@@ -124,7 +124,7 @@ def test_rebuild_command_carries_graph_dims_and_dla():
 def test_engine_record_round_trips_through_the_manifest():
     g = Graph(name="model", inputs=[TensorSpec("images", "float32", ["cameras", 3, 64, 96])],
               outputs=[TensorSpec("logits", "float32", ["cameras", 10, 7])])
-    m = Manifest(model="m", head="detr", parameters=1, image_size=(64, 96), patch_size=16, max_cameras=6, opset=18,
+    m = Manifest(model="m", head=HeadSpec("detr"), parameters=1, image_size=(64, 96), patch_size=16, max_cameras=6, opset=18,
                  preprocessing=Preprocessing(image_size=(64, 96)), graphs=[g],
                  engines=[_engine(status=Status.FAILED, dla_core=1, version_compatible=True, sm_count=16,
                                   gpu_memory_mib=62464, dla_layers=0,

@@ -33,11 +33,7 @@ from vitdeploy.tensorrt.provenance import EngineMismatchError
 INSTALL = 'pip install "vitdeploy[tensorrt]"'
 
 
-@pytest.fixture
-def bundle(exported, tmp_path):
-    src = exported("vit-test-detr", max_cameras=3)
-    shutil.copytree(src.path, tmp_path / "b")
-    return Bundle.open(tmp_path / "b")
+BUNDLE_CAMERAS = 3  # the shared ``bundle`` fixture's camera range: 1..3
 
 
 def _record(**changes) -> Engine:

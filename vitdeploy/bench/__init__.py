@@ -6,10 +6,10 @@ and camera counts.
 """
 
 from vitdeploy.bench.compare import Comparison, Ratio, compare_reports
-from vitdeploy.bench.configs import Configuration, bundle_precisions, plan
 from vitdeploy.bench.measure import BenchSettings, Deadline, bench_bundle, measure_backend
 from vitdeploy.bench.report import BenchReport, ConfigResult, DeadlineResult, load_report, to_markdown
 from vitdeploy.bench.stats import Jitter, LatencyStats
+from vitdeploy.runtime.configs import Configuration, bundle_precisions, plan
 
 __all__ = ["BenchReport", "BenchSettings", "Comparison", "ConfigResult", "Configuration", "Deadline",
            "DeadlineResult", "Jitter", "LatencyStats", "Ratio", "bench_bundle", "bundle_precisions",

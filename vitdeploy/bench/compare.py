@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vitdeploy.bench.configs import Configuration
 from vitdeploy.bench.report import BenchReport, ConfigResult
+from vitdeploy.runtime.configs import Configuration
 
 
 @dataclass(frozen=True)

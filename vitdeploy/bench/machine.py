@@ -1,66 +1,12 @@
-"""What a benchmark ran on: the machine, the library versions, and how much memory a run took.
-
-A latency figure without its machine is meaningless, so every bench report carries
-``describe_machine()``. GPU libraries are looked up, never imported for their own sake: torch is
-consulted for the GPU name only when it is installed (DESIGN.md decision 3).
-"""
+"""How much memory a benchmarked configuration took (the machine itself: ``runtime.machine``)."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
-import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Distributions whose versions a report records (those installed).
-LIBRARIES = ("vitdeploy", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "pycuda",
-             "nvidia-modelopt", "faster-coco-eval", "opencv-python-headless")
-
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
-
-
-def library_versions() -> dict[str, str]:
-    """Distribution name -> version, for those of ``LIBRARIES`` that are installed."""
-    out = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.lower().startswith(("model name", "hardware")) and ":" in line:
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def gpu_name() -> str | None:
-    """The first CUDA GPU's name as torch sees it; None without torch or without a GPU."""
-    if importlib.util.find_spec("torch") is None:
-        return None
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    return torch.cuda.get_device_name(0)
-
-
-def describe_machine() -> dict[str, object]:
-    """JSON-ready description: OS, Python, CPU model and logical cores (and those this process may
-    use), GPU (or None), and library versions."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
-            "cores": os.cpu_count(), "cores_usable": usable, "gpu": gpu_name(), "libraries": library_versions()}
 
 
 def _status_kb(field: str) -> int | None:

@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vitdeploy.bench.configs import Configuration
-from vitdeploy.bench.machine import MemoryProbe, describe_machine
+from vitdeploy.bench.machine import MemoryProbe
 from vitdeploy.bench.report import PHASES, BenchReport, ConfigResult, DeadlineResult
 from vitdeploy.bench.stats import Jitter, LatencyStats
 from vitdeploy.bundle import Bundle
 from vitdeploy.errors import BundleError, DataError, VitDeployError
 from vitdeploy.runtime.backends import DEFAULT_DEVICES, Backend, open_backend
+from vitdeploy.runtime.configs import Configuration
+from vitdeploy.runtime.machine import describe_machine
 from vitdeploy.runtime.preprocess import preprocess_frames
 from vitdeploy.runtime.sources.base import Source
 
@@ -206,7 +207,7 @@ def measure_deadline(bundle: Bundle, backend: Backend, frame_sets: list[list[np.
     (already warm) for ``iterations`` sets or ``duration_s`` seconds. Returns the summary and the
     raw end-to-end latency of every completed set (ms)."""
     from vitdeploy.runtime.rig import Outputs, synthetic_rig
-    from vitdeploy.runtime.run import run_rig
+    from vitdeploy.runtime.run import RunOptions, run_rig
 
     cameras = len(frame_sets[0])
     h, w = frame_sets[0][0].shape[:2]
@@ -227,8 +228,8 @@ def measure_deadline(bundle: Bundle, backend: Backend, frame_sets: list[list[np.
         ticker = threading.Thread(target=tick, name="bench-progress", daemon=True)
         ticker.start()
     try:
-        summary = run_rig(rig, bundle=bundle, backend=backend, max_frames=iterations, duration=duration_s,
-                          sources=sources, handle_sigint=False)
+        summary = run_rig(rig, bundle=bundle, backend=backend, sources=sources,
+                          options=RunOptions(max_frames=iterations, duration=duration_s, handle_sigint=False))
     finally:
         stop_ticker.set()
         if ticker is not None:
@@ -297,13 +298,19 @@ def _prime(bundle: Bundle, config: Configuration, model: nn.Module | None) -> No
         return
 
 
+def _exported_model(bundle: Bundle) -> nn.Module:
+    from vitdeploy.models.exported import exported_model
+
+    return exported_model(bundle.manifest)
+
+
 def bench_bundle(bundle: Bundle, configs: list[Configuration], settings: BenchSettings, *,
                  torch_model: Callable[[], nn.Module] | None = None,
                  progress: ProgressFn | None = None) -> BenchReport:
     """Measure every configuration in turn and return the report.
 
-    ``torch_model`` builds the bundle's PyTorch model (called once, only if a torch configuration
-    is planned; each torch configuration gets its own copy, so an FP16 run cannot round the
+    ``torch_model`` builds the bundle's PyTorch model (default ``exported_model`` of the manifest;
+    called once, only if a torch configuration is planned; each torch configuration gets its own copy, so an FP16 run cannot round the
     weights of a later FP32 one). Raises nothing for a configuration that cannot run — see
     ``ConfigResult.reason`` — and ``DataError`` when no configuration is planned.
     """
@@ -321,13 +328,10 @@ def bench_bundle(bundle: Bundle, configs: list[Configuration], settings: BenchSe
         this_model = None
         if config.backend == "torch":
             if model is None and model_error is None:
-                if torch_model is None:
-                    model_error = "no PyTorch model was given for the torch backend"
-                else:
-                    try:
-                        model = torch_model()
-                    except VitDeployError as exc:
-                        model_error = f"cannot build the PyTorch model: {exc}"
+                try:
+                    model = torch_model() if torch_model is not None else _exported_model(bundle)
+                except VitDeployError as exc:
+                    model_error = f"cannot build the PyTorch model: {exc}"
             if model_error is not None:
                 results.append(ConfigResult.skipped(config, model_error))
                 continue
@@ -343,7 +347,7 @@ def bench_bundle(bundle: Bundle, configs: list[Configuration], settings: BenchSe
             report_progress(1.0)
     m = bundle.manifest
     return BenchReport(
-        bundle={"path": str(bundle.path), "model": m.model, "head": m.head, "image_size": list(m.image_size),
+        bundle={"path": str(bundle.path), "model": m.model, "head": m.head.kind, "image_size": list(m.image_size),
                 "max_cameras": m.max_cameras, "precisions": sorted({v.precision.value for g in m.graphs
                                                                      for v in g.variants})},
         machine=describe_machine(), settings=settings.to_dict(), results=results,

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vitdeploy.bench.report import BenchReport, machine_line
+from vitdeploy.bench.report import BenchReport
 from vitdeploy.bundle import atomic_path
 from vitdeploy.errors import DataError
+from vitdeploy.runtime.machine import machine_line
 
 
 def write_plot(report: BenchReport, path: str | Path) -> Path:

@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from vitdeploy.bench.configs import Configuration
 from vitdeploy.bench.machine import MemoryUse
 from vitdeploy.bench.stats import Jitter, LatencyStats
 from vitdeploy.bundle import Precision, atomic_write_text
 from vitdeploy.errors import DataError
+from vitdeploy.runtime.configs import Configuration
+from vitdeploy.runtime.machine import machine_line
 
 SCHEMA = "vitdeploy.bench/1"
 #: Transfer/compute phases a backend may report through ``Backend.last_timing``.
@@ -210,15 +211,6 @@ def load_report(path: str | Path) -> BenchReport:
 
 
 # ---- Markdown ----------------------------------------------------------------------------------
-
-def machine_line(machine: dict[str, Any]) -> str:
-    """'AMD EPYC, 2 cores, no GPU; onnxruntime 1.20, torch 2.6' for a report's header."""
-    libs = machine.get("libraries") or {}
-    shown = ", ".join(f"{k} {libs[k]}" for k in ("onnxruntime", "torch", "tensorrt") if k in libs)
-    cores = machine.get("cores_usable") or machine.get("cores")
-    gpu = machine.get("gpu") or "no GPU"
-    return f"{machine.get('cpu', '?')}, {cores} cores, {gpu}" + (f"; {shown}" if shown else "")
-
 
 def to_markdown(report: BenchReport) -> str:
     """A Markdown table of every configuration, headed by the model and the machine."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vitdeploy.bundle.files import atomic_path, atomic_write_text, ensure_writable_dir, sha256_file
+from vitdeploy.bundle.head import BoxFormat, BoxLayout, BoxUnits, HeadSpec, ScoreActivation
 from vitdeploy.bundle.manifest import (
     CAMERA_AXIS,
     Engine,
@@ -26,15 +27,20 @@ MANIFEST_NAME = "manifest.json"
 __all__ = [
     "CAMERA_AXIS",
     "MANIFEST_NAME",
+    "BoxFormat",
+    "BoxLayout",
+    "BoxUnits",
     "Bundle",
     "Engine",
     "Graph",
+    "HeadSpec",
     "LintFinding",
     "Manifest",
     "OutputError",
     "ParityRecord",
     "Precision",
     "Preprocessing",
+    "ScoreActivation",
     "Status",
     "TensorSpec",
     "Variant",

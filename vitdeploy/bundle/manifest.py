@@ -15,9 +15,12 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from vitdeploy.bundle.head import BoxFormat, BoxLayout, BoxUnits, HeadSpec
 from vitdeploy.errors import BundleError
 
-SCHEMA_VERSION = 1
+#: 2: ``head`` is a ``HeadSpec`` (kind, score activation, box format, config) instead of a string
+#: beside ``head_config``. Schema-1 manifests are migrated when read (``_migrate_1``).
+SCHEMA_VERSION = 2
 
 #: The symbolic name of the batch axis: one image per camera of the rig.
 CAMERA_AXIS = "cameras"
@@ -198,7 +201,7 @@ class Engine:
 @dataclass
 class Manifest:
     model: str
-    head: str
+    head: HeadSpec
     parameters: int
     image_size: tuple[int, int]
     patch_size: int
@@ -207,7 +210,6 @@ class Manifest:
     preprocessing: Preprocessing
     graphs: list[Graph]
     class_names: list[str] = field(default_factory=list)
-    head_config: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     created_at: str = ""
     vitdeploy_version: str = ""
@@ -242,14 +244,30 @@ class Manifest:
         if not isinstance(raw, dict):
             raise BundleError(f"{source} does not hold a manifest object; re-export the bundle")
         schema = raw.get("schema")
-        if schema != SCHEMA_VERSION:
+        if schema not in (1, SCHEMA_VERSION):
             raise BundleError(
-                f"{source} has manifest schema {schema!r}, this vitdeploy reads {SCHEMA_VERSION}; re-export the bundle"
+                f"{source} has manifest schema {schema!r}, this vitdeploy reads 1 and {SCHEMA_VERSION}; re-export the bundle"
             )
         try:
-            return _from_jsonable(cls, raw)
+            return _from_jsonable(cls, _migrate_1(raw) if schema == 1 else raw)
         except (TypeError, ValueError, KeyError) as exc:
             raise BundleError(f"{source} is malformed ({exc}); re-export the bundle") from exc
+
+
+def _migrate_1(raw: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 manifest (``head`` a string, ``head_config`` beside it) as schema 2. Its score
+    activation is left to the head kind's default (every schema-1 head used its kind's default);
+    the old ``box_format`` string of ``head_config`` becomes a ``BoxFormat``."""
+    raw = dict(raw)
+    config = dict(raw.pop("head_config", None) or {})
+    head: dict[str, Any] = {"kind": raw.get("head"), "config": config}
+    legacy = config.pop("box_format", None)
+    if legacy is not None:
+        layout, _, units = str(legacy).partition("_")  # e.g. "cxcywh_normalized"
+        head["boxes"] = _to_jsonable(BoxFormat(BoxLayout(layout), BoxUnits(units)))
+    raw["head"] = head
+    raw["schema"] = 2
+    return raw
 
 
 def _to_jsonable(obj: Any) -> Any:

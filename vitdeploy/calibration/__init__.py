@@ -5,18 +5,20 @@ Works on ONNX files only and never imports ``vitdeploy.models`` (DESIGN.md). Ent
 accuracy report, sensitivity analysis) are in the submodules.
 """
 
-from vitdeploy.calibration.calibrate import CalibrationResult, calibrate_bundle
+from vitdeploy.calibration.calibrate import CalibrationOptions, CalibrationResult, calibrate_bundle
 from vitdeploy.calibration.data import CalibrationData, DataKind, load_calibration_data
 from vitdeploy.calibration.int8 import CalibrationMethod, HighPrecision, Int8Recipe, Placement
 from vitdeploy.calibration.layers import Layer, LayerKind, find_layers
 from vitdeploy.calibration.modelopt_runner import CalibrationError
-from vitdeploy.calibration.report import AccuracyReport, TaskAgreement, TensorAgreement
+from vitdeploy.calibration.report import AccuracyReport, TensorAgreement
+from vitdeploy.heads import TaskAgreement
 
 __all__ = [
     "AccuracyReport",
     "CalibrationData",
     "CalibrationError",
     "CalibrationMethod",
+    "CalibrationOptions",
     "CalibrationResult",
     "DataKind",
     "HighPrecision",

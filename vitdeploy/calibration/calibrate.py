@@ -41,7 +41,7 @@ from vitdeploy.calibration.fp16 import Fp16Conversion, convert_fp16
 from vitdeploy.calibration.int8 import Int8Recipe, Placement, plan_int8, quantize_int8
 from vitdeploy.calibration.layers import Layer, find_layers
 from vitdeploy.calibration.modelopt_runner import CalibrationError
-from vitdeploy.calibration.report import TASK_METRICS, AccuracyReport, TaskScorer, build_report, run_graph
+from vitdeploy.calibration.report import AccuracyReport, TaskScorer, build_report, run_graph
 from vitdeploy.calibration.sensitivity import (
     Fallback,
     GroupSensitivity,
@@ -50,6 +50,7 @@ from vitdeploy.calibration.sensitivity import (
     sensitivity_feeds,
 )
 from vitdeploy.errors import BundleError
+from vitdeploy.heads import Head, head_for
 
 
 @dataclass
@@ -102,29 +103,50 @@ def _keep_log(log: Path, folder: Path) -> Path:
     return target
 
 
-def _graph(bundle: Bundle) -> Graph:
+def _graph(bundle: Bundle, head: Head) -> Graph:
     m = bundle.manifest
-    if m.head == "sam" or len(m.graphs) != 1:
+    if head.prompted or len(m.graphs) != 1:
         raise CalibrationError(
-            f"calibrate handles single-graph bundles (cls, cait, detr, mask); {m.model} has graphs "
-            f"{[g.name for g in m.graphs]} (SAM: image encoder + prompt decoder), whose accuracy needs mask IoU per "
-            "prompt — not supported yet; build its engines from the FP32 ONNX")
+            f"calibrate handles single-graph bundles; {m.model} has graphs {[g.name for g in m.graphs]} "
+            f"({head.why_not('agreement')})")
     return m.graphs[0]
 
 
-def _check_options(precision: Precision, *, min_agreement: float | None, sensitivity: bool,
-                   auto_fallback_: bool, scorer_supported: bool, head: str) -> None:
-    if precision is Precision.FP32:
-        raise CalibrationError("--precision fp32 is what export already wrote; choose fp16 or int8")
-    if min_agreement is not None and not 0.0 <= min_agreement <= 1.0:
-        raise CalibrationError(f"--min-agreement {min_agreement} is outside 0..1 (e.g. 0.9: 90% agreement with FP32)")
-    if min_agreement is not None and not scorer_supported:
-        raise CalibrationError(f"no task-level agreement is defined for {head!r} heads, so --min-agreement cannot be "
-                               "checked; drop it (the report still gives per-output errors)")
-    if (sensitivity or auto_fallback_) and precision is not Precision.INT8:
-        raise CalibrationError("--sensitivity and --auto-fallback rank quantized layers; they apply to --precision int8")
-    if auto_fallback_ and min_agreement is None:
-        raise CalibrationError("--auto-fallback needs --min-agreement: the agreement to fall back until")
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """How ``calibrate_bundle`` calibrates; the defaults are `vitdeploy calibrate`'s.
+
+    ``samples``/``heldout``: calibration and held-out frames drawn (seeded by ``seed``) from the
+    data; ``recipe``: the INT8 recipe (default ``Int8Recipe()``; INT8 only); ``min_agreement``:
+    the task agreement with FP32 (0..1) below which the result is recorded ``rejected``;
+    ``sensitivity``: rank the quantized layer groups by what each costs (INT8); ``auto_fallback``:
+    keep the costliest groups in high precision until ``min_agreement`` is met (INT8).
+    """
+
+    samples: int = DEFAULT_SAMPLES
+    heldout: int = DEFAULT_HELDOUT
+    seed: int = 0
+    recipe: Int8Recipe | None = None
+    min_agreement: float | None = None
+    sensitivity: bool = False
+    auto_fallback: bool = False
+
+    def check(self, precision: Precision, head: Head) -> None:
+        """Raise a ``CalibrationError`` for options that do not go together, before any work."""
+        min_agreement = self.min_agreement
+        if precision is Precision.FP32:
+            raise CalibrationError("--precision fp32 is what export already wrote; choose fp16 or int8")
+        if min_agreement is not None and not 0.0 <= min_agreement <= 1.0:
+            raise CalibrationError(f"--min-agreement {min_agreement} is outside 0..1 (e.g. 0.9: 90% agreement "
+                                   "with FP32)")
+        if min_agreement is not None and head.agreement_metric is None:
+            raise CalibrationError(f"no task-level agreement is defined for {head.kind!r} heads, so --min-agreement "
+                                   "cannot be checked; drop it (the report still gives per-output errors)")
+        if (self.sensitivity or self.auto_fallback) and precision is not Precision.INT8:
+            raise CalibrationError("--sensitivity and --auto-fallback rank quantized layers; they apply to "
+                                   "--precision int8")
+        if self.auto_fallback and min_agreement is None:
+            raise CalibrationError("--auto-fallback needs --min-agreement: the agreement to fall back until")
 
 
 @dataclass
@@ -137,6 +159,16 @@ class _Conversion:
     ranking: list[GroupSensitivity] = field(default_factory=list)
     fallback: Fallback | None = None
 
+    def report_extra(self) -> dict:
+        """What the accuracy report adds: the sensitivity ranking and the auto-fallback outcome."""
+        extra: dict = {}
+        if self.ranking:
+            extra["sensitivity"] = [g.summary() for g in self.ranking]
+        if self.fallback is not None:
+            extra["auto_fallback"] = {"excluded": self.fallback.excluded, "agreement": self.fallback.agreement,
+                                      "reached": self.fallback.reached}
+        return extra
+
     def summary(self) -> dict:
         out: dict = {}
         if self.placement is not None:
@@ -148,35 +180,32 @@ class _Conversion:
 
 
 def calibrate_bundle(bundle_path: str | Path, *, precision: Precision | str, data: str | Path = SYNTHETIC,
-                     samples: int = DEFAULT_SAMPLES, heldout: int = DEFAULT_HELDOUT, seed: int = 0,
-                     recipe: Int8Recipe | None = None, min_agreement: float | None = None,
-                     sensitivity: bool = False, auto_fallback: bool = False,
+                     options: CalibrationOptions = CalibrationOptions(),
                      progress: ProgressFn | None = None) -> CalibrationResult:
     """Write the ``precision`` ONNX of the bundle's graph, measure it against FP32 on held-out
-    frames, and record it as a Variant (``good``, or ``rejected`` below ``min_agreement``).
+    frames, and record it as a Variant (``good``, or ``rejected`` below ``options.min_agreement``).
 
     ``data``: an image folder, rig recording folder, video, .npz or ``"synthetic"`` (see
-    ``vitdeploy.calibration.data``). ``recipe`` applies to INT8 only.
+    ``vitdeploy.calibration.data``).
     """
     start = time.perf_counter()
     say = progress or (lambda _stage, _done, _total: None)
     precision = Precision.parse(precision)
     bundle = Bundle.open(bundle_path)
     manifest = bundle.manifest
-    graph = _graph(bundle)
+    head = head_for(manifest)
+    graph = _graph(bundle, head)
     fp32_path = bundle.onnx_path(Precision.FP32, graph.name)
-    _check_options(precision, min_agreement=min_agreement, sensitivity=sensitivity, auto_fallback_=auto_fallback,
-                   scorer_supported=manifest.head in TASK_METRICS, head=manifest.head)
+    options.check(precision, head)
     layers = find_layers(_load(fp32_path))
-    recipe = recipe or Int8Recipe()
+    recipe = options.recipe or Int8Recipe()
     plan = plan_int8(layers, recipe) if precision is Precision.INT8 else None  # checks --exclude early
 
     calib = load_calibration_data(data, inputs=graph.inputs, preprocessing=manifest.preprocessing,
-                                  samples=samples, heldout=heldout, seed=seed, progress=progress)
+                                  samples=options.samples, heldout=options.heldout, seed=options.seed,
+                                  progress=progress)
     say("running FP32 on held-out frames", 0, 0)
-    scorer = TaskScorer(head=manifest.head, reference=run_graph(fp32_path, calib.heldout),
-                        image_size=manifest.image_size, num_classes=len(manifest.class_names) or None,
-                        head_config=manifest.head_config)
+    scorer = TaskScorer(head=head, reference=run_graph(fp32_path, calib.heldout))
 
     name = f"{Path(graph.variant(Precision.FP32).file).stem}.{precision.value}.onnx"
     with tempfile.TemporaryDirectory(prefix="vitdeploy-calibrate-") as tmp:
@@ -185,8 +214,7 @@ def calibrate_bundle(bundle_path: str | Path, *, precision: Precision | str, dat
         shutil.copyfile(fp32_path, src)  # ModelOpt may write intermediates beside its input
         try:
             conv = _convert(precision, src, out, log=log, calib=calib, layers=layers, plan=plan, recipe=recipe,
-                            scorer=scorer, min_agreement=min_agreement, sensitivity=sensitivity,
-                            auto=auto_fallback, progress=progress,
+                            scorer=scorer, options=options, progress=progress,
                             keep_fp32=tuple(bundle.manifest.preprocessing.fused_nodes))
         except CalibrationError as exc:
             raise CalibrationError(f"{exc}\n(full log: {_keep_log(log, bundle.path)})") from exc
@@ -194,14 +222,9 @@ def calibrate_bundle(bundle_path: str | Path, *, precision: Precision | str, dat
         say(f"measuring {precision.value} against FP32 on {calib.heldout_samples} held-out frames", 0, 0)
         report = build_report(precision=precision.value, graph=graph.name, reference=scorer.reference,
                               candidate=run_graph(out, calib.heldout), scorer=scorer,
-                              heldout_sha256=calib.summary()["heldout_sha256"], min_agreement=min_agreement)
+                              heldout_sha256=calib.summary()["heldout_sha256"], min_agreement=options.min_agreement)
         settings = {"data": calib.summary(), "modelopt": _modelopt_version(), **conv.summary()}
-        report.extra = {"settings": settings}
-        if conv.ranking:
-            report.extra["sensitivity"] = [g.summary() for g in conv.ranking]
-        if conv.fallback is not None:
-            report.extra["auto_fallback"] = {"excluded": conv.fallback.excluded, "agreement": conv.fallback.agreement,
-                                             "reached": conv.fallback.reached}
+        report.extra = {"settings": settings, **conv.report_extra()}
 
         # ---- write: ONNX, report, log, then the manifest last -------------------------------------------
         target = bundle.path / name
@@ -213,7 +236,7 @@ def calibrate_bundle(bundle_path: str | Path, *, precision: Precision | str, dat
 
     seconds = time.perf_counter() - start
     task = report.task
-    agreement = None if task is None else {"metric": task.metric, "value": task.value, "min": min_agreement}
+    agreement = None if task is None else {"metric": task.metric, "value": task.value, "min": options.min_agreement}
     status = Status.GOOD if report.passed else Status.REJECTED
     variant = Variant(precision=precision, file=name, sha256=sha256_file(target), status=status, created_at=_now(),
                       details={**settings, "report": report_path.name, "log": log_path.name, "agreement": agreement,
@@ -240,9 +263,8 @@ def _load(path: Path) -> onnx.ModelProto:
 
 
 def _convert(precision: Precision, src: Path, out: Path, *, log: Path, calib: CalibrationData, layers: list[Layer],
-             plan: Placement | None, recipe: Int8Recipe, scorer: TaskScorer, min_agreement: float | None,
-             sensitivity: bool, auto: bool, progress: ProgressFn | None,
-             keep_fp32: tuple[str, ...] = ()) -> _Conversion:
+             plan: Placement | None, recipe: Int8Recipe, scorer: TaskScorer, options: CalibrationOptions,
+             progress: ProgressFn | None, keep_fp32: tuple[str, ...] = ()) -> _Conversion:
     say = progress or (lambda _stage, _done, _total: None)
     if precision is Precision.FP16:
         say("converting to FP16 with ModelOpt AutoCast", 0, 0)
@@ -251,17 +273,16 @@ def _convert(precision: Precision, src: Path, out: Path, *, log: Path, calib: Ca
     say(f"quantizing to INT8 with ModelOpt ({recipe.method.value} calibration, {calib.samples} frames)", 0, 0)
     conv = _Conversion(recipe=recipe, placement=quantize_int8(src, out, calibration=calib.calibration, placement=plan,
                                                               recipe=recipe, log_path=log))
-    if not (sensitivity or auto):
+    if not (options.sensitivity or options.auto_fallback):
         return conv
     feeds = sensitivity_feeds(calib.heldout)
-    small = TaskScorer(head=scorer.head, reference=run_graph(src, feeds), image_size=scorer.image_size,
-                       num_classes=scorer.num_classes, head_config=scorer.head_config)
+    small = TaskScorer(head=scorer.head, reference=run_graph(src, feeds))
     int8_model = onnx.load(str(out))
     conv.ranking = rank_groups(int8_model, conv.placement, feeds=feeds, scorer=small, progress=progress)
-    if not auto or min_agreement is None:
+    if not options.auto_fallback or options.min_agreement is None:
         return conv
     conv.fallback = auto_fallback(int8_model, conv.placement, conv.ranking, feeds=feeds, scorer=small,
-                                  min_agreement=min_agreement, progress=progress)
+                                  min_agreement=options.min_agreement, progress=progress)
     if conv.fallback.excluded:
         # Exact layer paths, not group names: a group name would also match its sub-modules.
         paths = [p for g in conv.ranking if g.group in conv.fallback.excluded for p in g.layers]

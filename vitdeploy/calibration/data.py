@@ -2,13 +2,14 @@
 
 ``--data`` is one of
 
-* an image folder (``.jpg``/``.jpeg``/``.png``, searched recursively),
+* an image folder (any of ``vitdeploy.data.frames.IMAGE_SUFFIXES``, searched recursively),
 * a rig recording: a folder of per-camera folders of images (sampled evenly across cameras),
 * a video file (frames sampled evenly over its length, decoded with OpenCV),
 * an ``.npz`` of already preprocessed tensors keyed by graph input name, (N, ...) each,
 * ``synthetic``: vitdeploy's synthetic driving scenes (``vitdeploy.data.scenes``).
 
-Frames go through ``vitdeploy.runtime.preprocess.prepare_batch`` with the bundle's
+Images and videos are read by ``vitdeploy.data.frames``, as `vitdeploy run` reads them. Frames go
+through ``vitdeploy.runtime.preprocess.prepare_batch`` with the bundle's
 ``Preprocessing``, so INT8 scales are computed on exactly what the deployed model sees; for a
 bundle with preprocessing fused into the graph that means raw uint8 frames at the source size (the
 graph's own resize and normalisation then run inside calibration too). Sampling is
@@ -24,14 +25,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from vitdeploy.bundle.manifest import Preprocessing, TensorSpec
+from vitdeploy.data.frames import IMAGE_SUFFIXES, count_video_frames, images_in, read_image, video_frames
 from vitdeploy.errors import DataError
 from vitdeploy.runtime.preprocess import prepare_batch
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 #: Fewer calibration frames than this cannot estimate activation ranges at all: an error.
 MIN_SAMPLES = 16
 #: Fewer than this is allowed, with a warning: entropy calibration is noisy on small sets.
@@ -119,20 +119,6 @@ class _FrameSource:
         raise NotImplementedError
 
 
-def _read_image(path: Path) -> np.ndarray:
-    data = np.fromfile(str(path), dtype=np.uint8) if path.stat().st_size else np.empty(0, np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise DataError(f"cannot read image {path}: not a decodable JPEG/PNG (corrupt, truncated or misnamed); "
-                        "remove or replace it")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _images_in(folder: Path, *, recursive: bool) -> list[Path]:
-    pattern = "**/*" if recursive else "*"
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 class _ImageFolder(_FrameSource):
     kind = DataKind.IMAGES
 
@@ -144,7 +130,7 @@ class _ImageFolder(_FrameSource):
 
     def read(self, indices: Sequence[int]) -> Iterator[np.ndarray]:
         for i in indices:
-            yield _read_image(self.files[i])
+            yield read_image(self.files[i])
 
 
 class _RigRecording(_ImageFolder):
@@ -169,65 +155,28 @@ class _Video(_FrameSource):
 
     def __init__(self, path: Path):
         self.path = path
-        cap = self._open()
-        try:
-            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            if count <= 0:  # some containers do not say; count by decoding
-                count = 0
-                while cap.grab():
-                    count += 1
-        finally:
-            cap.release()
-        if count <= 0:
+        self.count = count_video_frames(path)
+        if self.count <= 0:
             raise DataError(f"video {path} has no frames OpenCV can decode; give another video or an image folder")
-        self.count = count
-
-    def _open(self) -> cv2.VideoCapture:
-        cap = cv2.VideoCapture(str(self.path))
-        if not cap.isOpened():
-            cap.release()
-            raise DataError(f"cannot open video {self.path} with OpenCV (not a video, or a codec OpenCV lacks); "
-                            "give an mp4/avi/mov it can decode, or an image folder")
-        return cap
 
     def __len__(self) -> int:
         return self.count
 
     def read(self, indices: Sequence[int]) -> Iterator[np.ndarray]:
-        # Decode sequentially (seeking is unreliable across codecs) and keep only wanted frames.
-        wanted = sorted(set(indices))
-        frames: dict[int, np.ndarray] = {}
-        cap = self._open()
-        try:
-            pos = 0
-            for idx in wanted:
-                while pos < idx:
-                    if not cap.grab():
-                        break
-                    pos += 1
-                ok, bgr = cap.read()
-                if not ok or bgr is None:
-                    raise DataError(f"video {self.path} ends or is corrupt at frame {idx} of {self.count}; "
-                                    "re-encode it or give an image folder")
-                pos += 1
-                frames[idx] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        finally:
-            cap.release()
-        for i in indices:
-            yield frames[i]
+        return video_frames(self.path, indices)
 
 
 def _open_folder(path: Path) -> _FrameSource:
-    top = _images_in(path, recursive=False)
+    top = images_in(path, recursive=False)
     if not top:
-        cameras = {d.name: _images_in(d, recursive=True) for d in sorted(path.iterdir()) if d.is_dir()}
+        cameras = {d.name: images_in(d, recursive=True) for d in sorted(path.iterdir()) if d.is_dir()}
         cameras = {k: v for k, v in cameras.items() if v}
         if len(cameras) >= 2:
             return _RigRecording(cameras)
-    files = _images_in(path, recursive=True)
+    files = images_in(path, recursive=True)
     if not files:
-        raise DataError(f"{path} holds no .jpg/.jpeg/.png images (searched recursively); give a folder of "
-                        "camera frames, a video, an .npz of preprocessed inputs, or 'synthetic'")
+        raise DataError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}; searched recursively); give a "
+                        "folder of camera frames, a video, an .npz of preprocessed inputs, or 'synthetic'")
     return _ImageFolder(files)
 
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vitdeploy.cli.console import console, handles_errors, parse_list
+from vitdeploy.cli.console import console, handles_errors, parse_list, warn_random_weights
 from vitdeploy.errors import VitDeployError
 
 EPILOG = (
@@ -62,24 +62,20 @@ def bench(
     if bundle is None:
         raise VitDeployError("give a BUNDLE folder to measure (or --compare A.json B.json)")
     from vitdeploy.bench import BenchSettings, Deadline, bench_bundle, plan
-    from vitdeploy.bench.configs import parse_cameras
     from vitdeploy.bench.report import to_markdown
     from vitdeploy.bundle import Bundle, Precision, atomic_write_text
+    from vitdeploy.runtime.configs import parse_cameras
 
     if (fps is None) != (budget_ms is None):
         raise VitDeployError("deadline mode needs both --fps and --budget-ms")
     settings = BenchSettings(warmup=warmup, iterations=iterations, duration_s=duration,
                              deadline=Deadline(fps, budget_ms) if fps is not None else None)
     b = Bundle.open(bundle)
-    backends = parse_list(backend) or (["onnxruntime", "torch"] + (["tensorrt"] if b.manifest.engines else []))
     precisions = [Precision.parse(p) for p in parse_list(precision)] or None
-    counts = parse_cameras(parse_list(cameras)) or sorted({1, min(6, b.manifest.max_cameras)})
-    configs = plan(b, backends=backends, precisions=precisions, cameras=counts, device=device)
-
-    def torch_model():
-        from vitdeploy.cli.run_cmd import torch_model
-
-        return torch_model(b.manifest)
+    configs = plan(b, backends=parse_list(backend) or None, precisions=precisions,
+                   cameras=parse_cameras(parse_list(cameras)) or None, device=device)
+    if any(c.backend == "torch" for c in configs):
+        warn_random_weights(b.manifest)
 
     mode = (f"deadline mode: {fps:g} fps, budget {budget_ms:g} ms" if fps is not None else "back-to-back inference")
     console.print(f"[bold]{b.manifest.model}[/] — {len(configs)} configurations, {mode}")
@@ -92,7 +88,7 @@ def bench(
                 tasks[config] = bar.add_task(config.label, total=1.0)
             bar.update(tasks[config], completed=fraction if fraction is not None else 0.0)
 
-        report = bench_bundle(b, configs, settings, torch_model=torch_model, progress=progress)
+        report = bench_bundle(b, configs, settings, progress=progress)
     _print_report(report)
     if json_path is not None:
         console.print(f"wrote {report.write_json(json_path)}")
@@ -119,7 +115,8 @@ def _table(title: str, columns: list[str]) -> Table:
 
 
 def _print_report(report) -> None:
-    from vitdeploy.bench.report import PHASES, machine_line
+    from vitdeploy.bench.report import PHASES
+    from vitdeploy.runtime.machine import machine_line
 
     deadline = any(r.deadline for r in report.results)
     what = "end to end, capture to results" if deadline else "one inference of a frame set"
@@ -179,6 +176,6 @@ def _compare(a_path: Path, b_path: Path) -> None:
 
 
 def _machine(report) -> str:
-    from vitdeploy.bench.report import machine_line
+    from vitdeploy.runtime.machine import machine_line
 
     return machine_line(report.machine)

@@ -68,11 +68,19 @@ def calibrate(
         "--auto-fallback", help="Keep the worst layer groups in high precision until --min-agreement holds.")] = False,
 ) -> None:
     """Write model.fp16.onnx or model.int8.onnx (Q/DQ) beside model.onnx and prove its accuracy vs FP32."""
-    from vitdeploy.calibration import CalibrationMethod, HighPrecision, Int8Recipe, calibrate_bundle
+    from vitdeploy.calibration import (
+        CalibrationMethod,
+        CalibrationOptions,
+        HighPrecision,
+        Int8Recipe,
+        calibrate_bundle,
+    )
 
     patterns = tuple(p for value in (exclude or []) for p in parse_list(value))
     recipe = Int8Recipe(method=CalibrationMethod(method.value), high_precision=HighPrecision(high_precision.value),
                         attention_tokens=attention_tokens, exclude=patterns)
+    options = CalibrationOptions(samples=samples, heldout=heldout, seed=seed, recipe=recipe,
+                                 min_agreement=min_agreement, sensitivity=sensitivity, auto_fallback=auto_fallback)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         tasks: dict[str, int] = {}
@@ -84,9 +92,7 @@ def calibrate(
                 tasks[stage] = bar.add_task(stage, total=total or None)
             bar.update(tasks[stage], completed=done, total=total or None)
 
-        result = calibrate_bundle(bundle, precision=precision.value, data=data, samples=samples, heldout=heldout,
-                                  seed=seed, recipe=recipe, min_agreement=min_agreement, sensitivity=sensitivity,
-                                  auto_fallback=auto_fallback, progress=progress)
+        result = calibrate_bundle(bundle, precision=precision.value, data=data, options=options, progress=progress)
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     print_result(result)

@@ -52,6 +52,15 @@ def parse_size(value: str | None, *, option: str = "--image-size") -> tuple[int,
     return int(m.group(1)), int(m.group(2))
 
 
+def warn_random_weights(manifest) -> None:
+    """Warn (stderr) when the torch backend will run a bundle exported with random weights."""
+    from vitdeploy.models.exported import random_weights_warning
+
+    message = random_weights_warning(manifest)
+    if message:
+        err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
 def parse_list(value: str | None) -> list[str]:
     """'fp32,fp16' -> ['fp32', 'fp16']."""
     if not value:

@@ -49,19 +49,14 @@ def evaluate(
     dataset = open_dataset(data, image_size=tuple(b.manifest.image_size), frames=frames)
     check_compatible(b.manifest, dataset)
     precisions = [Precision.parse(p) for p in parse_list(precision)] or None
-    configs = eval_plan(b, backends=parse_list(backend) or ["onnxruntime"], precisions=precisions, device=device)
-
-    def torch_model():
-        from vitdeploy.cli.run_cmd import torch_model
-
-        return torch_model(b.manifest)
+    configs = eval_plan(b, backends=parse_list(backend) or None, precisions=precisions, device=device)
 
     console.print(f"[bold]{b.manifest.model}[/] on {escape(dataset.name)}: {len(dataset)} images, "
                   f"{len(configs)} configurations")
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("images", total=len(dataset))
-        report = evaluate_bundle(b, dataset, configs=configs, torch_model=torch_model,
+        report = evaluate_bundle(b, dataset, configs=configs,
                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     _print_report(report)
     if json_path is not None:
@@ -78,8 +73,8 @@ _SHORT = {"map": "mAP", "map50": "mAP50", "map75": "mAP75", "miou": "mIoU", "top
 
 
 def _print_report(report) -> None:
-    from vitdeploy.bench.report import machine_line
     from vitdeploy.evaluation.evaluate import METRIC_LABELS, format_delta, format_score
+    from vitdeploy.runtime.machine import machine_line
 
     names = report.metrics
     onnx, torch_ref = report.reference("onnxruntime"), report.reference("torch")

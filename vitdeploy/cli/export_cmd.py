@@ -46,13 +46,13 @@ def export(
     channel_order: Annotated[str, typer.Option(help="With --fuse-preprocess: channel order of the frames, RGB or BGR.")] = "RGB",
 ) -> None:
     """Export MODEL to ONNX: one bundle folder with model.onnx and manifest.json, parity checked."""
-    from vitdeploy.exporter.export import export_model
+    from vitdeploy.exporter.export import ExportOptions, export_model
 
+    options = ExportOptions(image_size=parse_size(image_size), max_cameras=max_cameras, opset=opset, tasks=tasks,
+                            task_classes=_parse_counts(task_classes, option="--task-classes"),
+                            fuse_preprocess=fuse_preprocess, source_size=parse_size(source_size, option="--source-size"),
+                            source_channel_order=channel_order)
     with console.status("exporting") as status:
-        result = export_model(model, out=out, checkpoint=checkpoint, image_size=parse_size(image_size),
-                              max_cameras=max_cameras, opset=opset, tasks=tasks, fuse_preprocess=fuse_preprocess,
-                              source_size=parse_size(source_size, option="--source-size"),
-                              source_channel_order=channel_order,
-                              task_classes=_parse_counts(task_classes, option="--task-classes"),
+        result = export_model(model, out=out, checkpoint=checkpoint, options=options,
                               progress=lambda msg: status.update(f"{msg} ..."))
     print_export_summary(result.bundle, seconds=result.seconds, files=result.files)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from vitdeploy.cli.console import console, handles_errors
 from vitdeploy.cli.report import print_graphs
@@ -20,6 +21,7 @@ def info(
 ) -> None:
     """Show what a bundle holds: model, graphs, precisions, parity, lint, calibration and engines."""
     from vitdeploy.bundle import Bundle
+    from vitdeploy.heads import head_for
 
     b = Bundle.open(bundle)
     m = b.manifest
@@ -27,7 +29,8 @@ def info(
         console.out(m.to_json(), end="", highlight=False)
         return
     h, w = m.image_size
-    console.print(f"[bold]{m.model}[/]  head {m.head}, {m.parameters / 1e6:.2f}M parameters, input {h}x{w}, "
+    console.print(f"[bold]{m.model}[/]  head {escape(head_for(m).describe())}, {m.parameters / 1e6:.2f}M parameters, "
+                  f"input {h}x{w}, "
                   f"cameras 1..{m.max_cameras}, opset {m.opset}")
     p = m.preprocessing
     console.print(f"preprocessing: {p.resize} to {h}x{w}, {p.channel_order}, mean {p.mean}, std {p.std}"

@@ -23,5 +23,5 @@ def models() -> None:
         table.add_column(col, justify="right" if col == "params" else "left")
     for card in ZOO.values():
         h, w = card.image_size
-        table.add_row(card.name, card.head, _human(card.parameter_count()), f"{h}x{w}", card.description)
+        table.add_row(card.name, card.head.kind, _human(card.parameter_count()), f"{h}x{w}", card.description)
     console.print(table)

@@ -19,7 +19,7 @@ def _mb(n: int) -> str:
 
 def print_export_summary(bundle: Bundle, *, seconds: float, files: dict[str, int]) -> None:
     m = bundle.manifest
-    console.print(f"[bold]{m.model}[/] ({m.head}, {m.parameters / 1e6:.2f}M parameters) -> {bundle.path}")
+    console.print(f"[bold]{m.model}[/] ({m.head.kind}, {m.parameters / 1e6:.2f}M parameters) -> {bundle.path}")
     print_graphs(bundle, files=files)
     console.print(f"opset {m.opset}, cameras 1..{m.max_cameras}, exported in {seconds:.1f} s")
 

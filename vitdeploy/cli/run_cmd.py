@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vitdeploy.cli.console import console, err_console, handles_errors, parse_size
+from vitdeploy.cli.console import console, handles_errors, parse_size, warn_random_weights
 from vitdeploy.errors import VitDeployError
 
 EPILOG = (
@@ -44,7 +44,7 @@ def run(
     postprocess -> JSONL / annotated video / live view, then print a latency summary."""
     from vitdeploy.bundle import Bundle, Precision
     from vitdeploy.runtime.rig import VideoMode, load_rig, synthetic_rig
-    from vitdeploy.runtime.run import resolve_bundle, run_rig
+    from vitdeploy.runtime.run import RunOptions, resolve_bundle, run_rig
 
     if (rig is None) == (synthetic_cameras is None):
         raise VitDeployError("give either --rig RIG.toml or --synthetic-cameras N (not both)")
@@ -75,24 +75,15 @@ def run(
     if out is None and the_rig.outputs.dir is None:
         out = Path("runs") / b.path.resolve().name
 
-    model = torch_model(b.manifest) if model_cfg.backend == "torch" else None
+    if model_cfg.backend == "torch":
+        warn_random_weights(b.manifest)
     console.print(f"[bold]{b.manifest.model}[/] on {model_cfg.backend} ({model_cfg.device or 'default device'}, "
                   f"{model_cfg.precision.value}), {len(the_rig.cameras)} cameras, "
                   + (f"{the_rig.rate_hz:g} sets/s" if the_rig.rate_hz > 0 else "free-running")
                   + f", budget {the_rig.latency_budget_ms:g} ms")
-    summary = run_rig(the_rig, bundle=b, model=model, out=out, max_frames=max_frames, duration=duration,
+    summary = run_rig(the_rig, bundle=b, options=RunOptions(out=out, max_frames=max_frames, duration=duration),
                       console=console if live and console.is_terminal else None)
     _print_summary(summary)
-
-
-def torch_model(manifest):
-    """The bundle's model in PyTorch (for the torch backend), with a warning for random weights."""
-    from vitdeploy.models.zoo import build_exported
-
-    if manifest.checkpoint is None:
-        err_console.print("[yellow]warning:[/] the bundle was exported with random weights; the torch model gets "
-                          "fresh random ones, so its results will not match the ONNX graph")
-    return build_exported(manifest.model, checkpoint=manifest.checkpoint, image_size=tuple(manifest.image_size))
 
 
 def _print_summary(summary) -> None:

@@ -4,6 +4,9 @@ Everything is painted twice in the same order: colours into the RGB image and, f
 object id into an (H, W) uint8 *id buffer*. Painting far to near leaves in the id buffer exactly
 the pixels where each object is visible, which is where its mask, box and area come from.
 Polygons are filled with OpenCV at 1/8 pixel precision (``shift=3``).
+
+Why this is long: the colour image and the id buffer must be painted by the same code in the same
+order (that is what makes masks exact), so every painting step lives in this one module.
 """
 
 from __future__ import annotations

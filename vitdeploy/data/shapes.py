@@ -7,6 +7,10 @@ is from any camera of the rig: a car is a body, a glass cabin and four wheels; a
 box behind a cab; a pedestrian legs, torso, arms and head; a cyclist a rider over two wheel rings; a
 cone an orange cone with a white band; a traffic light a pole carrying a dark housing with lamps.
 Colours are RGB in [0, 1] before lighting.
+
+Why this is long: the catalogue of every object kind is kept beside the part builder it uses, so
+their proportions (metres) read side by side and one change of the builder is checked against all
+of them in one file.
 """
 
 from __future__ import annotations

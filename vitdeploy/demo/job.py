@@ -59,7 +59,7 @@ class DemoResult:
 
 
 def _bundle(out: Path, *, cameras: int, say: Say, reused: list[str]) -> Bundle:
-    from vitdeploy.exporter.export import export_model
+    from vitdeploy.exporter.export import ExportOptions, export_model
 
     path = out / "bundle"
     try:
@@ -71,19 +71,19 @@ def _bundle(out: Path, *, cameras: int, say: Say, reused: list[str]) -> Bundle:
     except BundleError:
         pass
     say(f"exporting {MODEL} (ONNX, parity vs PyTorch)")
-    return export_model(MODEL, out=path, max_cameras=max(cameras, 6)).bundle
+    return export_model(MODEL, out=path, options=ExportOptions(max_cameras=max(cameras, 6))).bundle
 
 
 def _calibrated(bundle: Bundle, precision: Precision, *, samples: int, say: Say, reused: list[str]) -> Bundle:
-    from vitdeploy.calibration import calibrate_bundle
+    from vitdeploy.calibration import CalibrationOptions, calibrate_bundle
 
     variant = bundle.manifest.graph().variant(precision)
     if variant is not None and variant.status is Status.GOOD and (bundle.path / variant.file).is_file():
         reused.append(f"calibrate {precision.value}")
         return bundle
     say(f"calibrating {precision.value} on {samples} generated frames")
-    calibrate_bundle(bundle.path, precision=precision.value, data="synthetic", samples=samples,
-                     heldout=min(32, samples))
+    calibrate_bundle(bundle.path, precision=precision.value, data="synthetic",
+                     options=CalibrationOptions(samples=samples, heldout=min(32, samples)))
     return Bundle.open(bundle.path)
 
 
@@ -91,12 +91,12 @@ def run_demo(*, out: str | Path = "runs/demo", cameras: int = 6, frames: int = 4
              calibration_samples: int = CALIBRATION_SAMPLES, eval_frames: int = EVAL_FRAMES,
              progress: Say | None = None) -> DemoResult:
     """Run the demo into ``out``; ``frames`` frame sets per precision through the runtime."""
-    from vitdeploy.bench.configs import Configuration
-    from vitdeploy.bench.machine import describe_machine
     from vitdeploy.evaluation.datasets import synthetic_dataset
     from vitdeploy.evaluation.evaluate import evaluate_bundle
+    from vitdeploy.runtime.configs import Configuration
+    from vitdeploy.runtime.machine import describe_machine
     from vitdeploy.runtime.rig import ModelConfig, Outputs, VideoMode, synthetic_rig
-    from vitdeploy.runtime.run import run_rig
+    from vitdeploy.runtime.run import RunOptions, run_rig
 
     say = progress or (lambda _m: None)
     if not 1 <= cameras <= 6:
@@ -120,7 +120,7 @@ def run_demo(*, out: str | Path = "runs/demo", cameras: int = 6, frames: int = 4
             outputs=Outputs(dir=out, jsonl=f"frames.{precision.value}.jsonl",
                             video=VideoMode.MOSAIC if precision is Precision.FP32 else VideoMode.NONE, live=False),
         )
-        summaries[precision] = run_rig(rig, bundle=bundle, out=out, max_frames=frames, handle_sigint=True)
+        summaries[precision] = run_rig(rig, bundle=bundle, options=RunOptions(out=out, max_frames=frames))
 
     say(f"evaluating each precision on {eval_frames} held-out generated frames with ground truth")
     dataset = synthetic_dataset(image_size=CAMERA_SIZE, seed=RIG_SEED, frames=eval_frames, cameras=cameras)

@@ -22,17 +22,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from vitdeploy.data.frames import IMAGE_SUFFIXES, images_in, read_image
 from vitdeploy.errors import DataError
+from vitdeploy.heads.semantic import BACKGROUND
 
 SYNTHETIC = "synthetic"
 #: The held-out synthetic drive (tools/train_demo.py trains on seeds >= 1000 and evaluates on 7).
 EVAL_SEED = 7
-#: Pixels of a semantic map that belong to no class.
-BACKGROUND = 255
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 _SYNTHETIC_KEYS = {"seed", "frames", "cameras", "size", "stride"}
 
 
@@ -204,11 +202,10 @@ def image_folder_dataset(path: str | Path, *, frames: int | None = None) -> Eval
     """``path/<class name>/<image>``: a classification set; classes sorted by name."""
     root = Path(path)
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files = [(p, i) for i, c in enumerate(classes) for p in sorted((root / c).iterdir())
-             if p.suffix.lower() in _IMAGE_SUFFIXES]
+    files = [(p, i) for i, c in enumerate(classes) for p in images_in(root / c)]
     if not files:
         raise DataError(f"{root} has neither annotations.json (COCO) nor class sub-folders with images "
-                        f"({', '.join(sorted(_IMAGE_SUFFIXES))}); see `vitdeploy eval --help` for the formats")
+                        f"({', '.join(IMAGE_SUFFIXES)}); see `vitdeploy eval --help` for the formats")
     files = files[:frames] if frames is not None else files
 
     def load(_masks: bool) -> Iterator[EvalImage]:
@@ -217,15 +214,6 @@ def image_folder_dataset(path: str | Path, *, frames: int | None = None) -> Eval
 
     return EvalDataset(name=f"image folder {root}", task="classification", class_names=tuple(classes),
                        size=len(files), has_masks=False, _load=load)
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An image file -> (H, W, 3) uint8 RGB."""
-    data = np.fromfile(path, np.uint8) if path.is_file() else None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
-    if image is None:
-        raise DataError(f"cannot read image {path}: " + ("missing" if data is None else "not a readable image"))
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 # ---- one entry point -----------------------------------------------------------------------------

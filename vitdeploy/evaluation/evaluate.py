@@ -1,10 +1,10 @@
 """`vitdeploy eval`: task accuracy of a bundle on labelled data, every backend and precision side by side.
 
 Each image goes through the manifest's preprocessing (the runtime's own code), every open backend,
-and the runtime's decoding; boxes are compared in frame pixels (``decode_detr`` with the
-letterbox of ``preprocess_frames``). Detection AP is COCO AP computed by faster-coco-eval
-(``vitdeploy.evaluation.metrics.detection_map``); segmentation is semantic mIoU of the mask
-instances; classification is top-1 accuracy. The FP32 ONNX graph and the PyTorch model (the
+and the head's decoding; boxes are compared in frame pixels (through the letterbox of
+``preprocess_frames``). The bundle's head scores them (``Head.truth_scorer``): detection AP is
+COCO AP computed by faster-coco-eval (``vitdeploy.heads.metrics.detection_map``); segmentation is
+semantic mIoU of the mask instances; classification is top-1 accuracy. The FP32 ONNX graph and the PyTorch model (the
 reference) are always evaluated, so a precision's loss reads straight off the table.
 
 All backends see the same batch before the next one is read, so a dataset is read (or rendered)
@@ -24,120 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vitdeploy.bench.configs import Configuration, plan
-from vitdeploy.bench.machine import describe_machine
-from vitdeploy.bench.report import machine_line
 from vitdeploy.bundle import Bundle, Manifest, Precision, atomic_write_text
 from vitdeploy.errors import BundleError, DataError, VitDeployError
 from vitdeploy.evaluation.datasets import EvalDataset, EvalImage, class_mapping
-from vitdeploy.evaluation.metrics import MAX_DETECTIONS, detection_map
-from vitdeploy.evaluation.semantic import SemanticIoU, instances_to_semantic
+from vitdeploy.heads import EvalScores, head_for
 from vitdeploy.runtime.backends import Backend, open_backend
-from vitdeploy.runtime.postprocess import Detections, decode_classification, decode_detr, decode_masks
-from vitdeploy.runtime.preprocess import Letterbox, preprocess_frames
+from vitdeploy.runtime.configs import Configuration, plan
+from vitdeploy.runtime.machine import describe_machine, machine_line
+from vitdeploy.runtime.preprocess import preprocess_frames
 
 if TYPE_CHECKING:
     from torch import nn
 
 SCHEMA = "vitdeploy.eval/1"
-#: Detections kept for AP: COCO AP ranks every detection, so only near-certain "no object" is cut.
-SCORE_FLOOR = 0.001
-#: Mask instances at or above this score make the predicted semantic map (mIoU).
-MASK_SCORE = 0.5
-#: Heads `vitdeploy eval` scores, and what it measures for each.
-TASKS = {"detr": "detection", "mask": "detection", "cls": "classification", "cait": "classification"}
 
 #: progress(images done, images in the dataset)
 ProgressFn = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class EvalScores:
-    """One configuration's accuracy: COCO box AP over IoU 0.50:0.95 (``map``), at 0.50 and 0.75;
-    semantic mIoU (mask heads); top-1 accuracy (classification heads). All 0..1; None where the
-    head or the data does not give it (e.g. no ground-truth boxes, no masks)."""
-
-    images: int
-    map: float | None = None
-    map50: float | None = None
-    map75: float | None = None
-    miou: float | None = None
-    top1: float | None = None
-
-    def to_dict(self) -> dict[str, float | int | None]:
-        return {"images": self.images, "map": self.map, "map50": self.map50, "map75": self.map75,
-                "miou": self.miou, "top1": self.top1}
-
-
-class EvalScorer:
-    """Accumulates one configuration's predictions against the ground truth.
-
-    ``head``: detr | mask | cls | cait; ``class_map``: dataset class index -> model class index;
-    ``input_size``: (H, W) of the model input, pixels; ``masks``: score mask instances as
-    semantic mIoU (mask heads on data with masks).
-    """
-
-    def __init__(self, *, head: str, num_classes: int, class_map: np.ndarray, input_size: tuple[int, int],
-                 masks: bool = False):
-        if head not in TASKS:
-            raise DataError(f"`vitdeploy eval` scores {', '.join(TASKS)} heads; this bundle's head is {head!r}")
-        self.head = head
-        self.num_classes = num_classes
-        self.class_map = np.asarray(class_map, np.int64)
-        self.input_size = tuple(input_size)
-        self.semantic = SemanticIoU(num_classes) if masks else None
-        self.predictions: list[Detections] = []
-        self.ground_truth: list[Detections] = []
-        self.frame_sizes: list[tuple[int, int]] = []
-        self.correct = 0
-        self.images = 0
-
-    def add(self, outputs: dict[str, np.ndarray], letterboxes: list[Letterbox], images: list[EvalImage]) -> None:
-        """One batch: the backend's raw ``outputs`` for ``images`` (in order) preprocessed with
-        ``letterboxes``."""
-        if self.head in ("cls", "cait"):
-            top = decode_classification(outputs["logits"], top_k=1)
-            for cam, im in zip(top, images, strict=True):
-                self.correct += int(cam[0][0] == self.class_map[im.label])
-                self.images += 1
-            return
-        if self.head == "detr":
-            preds = decode_detr(outputs["logits"], outputs["boxes"], input_size=self.input_size,
-                                letterboxes=letterboxes, score_threshold=SCORE_FLOOR, top_k=MAX_DETECTIONS)
-        else:
-            preds = decode_masks(outputs["logits"], outputs["masks"], input_size=self.input_size,
-                                 letterboxes=letterboxes, score_threshold=SCORE_FLOOR, top_k=MAX_DETECTIONS)
-        gts = [Detections(im.boxes, np.ones(len(im.labels), np.float32), self.class_map[im.labels]) for im in images]
-        for pred, im in zip(preds, images, strict=True):
-            if self.semantic is not None and im.semantic is not None:
-                gt_map = np.where(im.semantic < len(self.class_map),
-                                  self.class_map[np.minimum(im.semantic, len(self.class_map) - 1)], im.semantic)
-                self.semantic.add(instances_to_semantic(pred.masks, pred.labels, pred.scores,
-                                                        shape=im.semantic.shape, min_score=MASK_SCORE),
-                                  gt_map.astype(np.uint8))
-            pred.masks = None  # boxes are all AP needs; full-frame masks would pile up
-        self.add_detections(preds, gts, frame_sizes=[im.image.shape[:2] for im in images])
-
-    def add_detections(self, predictions: list[Detections], ground_truth: list[Detections], *,
-                       frame_sizes: list[tuple[int, int]] | None = None) -> None:
-        """Decoded predictions (scored boxes, x1 y1 x2 y2 frame pixels, model class indices) and
-        the ground truth of the same images, in order."""
-        if len(predictions) != len(ground_truth):
-            raise DataError(f"{len(predictions)} predicted images for {len(ground_truth)} ground-truth images")
-        self.predictions += predictions
-        self.ground_truth += ground_truth
-        self.frame_sizes += frame_sizes or [(0, 0)] * len(predictions)
-        self.images += len(predictions)
-
-    def scores(self) -> EvalScores:
-        if self.head in ("cls", "cait"):
-            return EvalScores(images=self.images, top1=self.correct / self.images if self.images else None)
-        # COCO box AP does not depend on the image size it records; the largest frame is given
-        size = max(self.frame_sizes, default=(1, 1))
-        d = detection_map(self.predictions, self.ground_truth, num_classes=self.num_classes,
-                          image_size=(max(size[0], 1), max(size[1], 1)))
-        return EvalScores(images=self.images, map=d.map, map50=d.map50, map75=d.map75,
-                          miou=self.semantic.mean() if self.semantic is not None else None)
 
 
 @dataclass
@@ -240,13 +142,14 @@ def format_delta(v: float | None, ref: float | None, digits: int = 4) -> str:
 def check_compatible(manifest: Manifest, dataset: EvalDataset) -> np.ndarray:
     """Raise a ``DataError`` unless ``dataset`` can score this bundle's head (task, class names,
     preprocessing); returns dataset class index -> model class index."""
-    task = TASKS.get(manifest.head)
+    head = head_for(manifest)
+    task = head.eval_task
     if task is None:
-        raise DataError(f"`vitdeploy eval` scores {', '.join(TASKS)} heads; {manifest.model} has head {manifest.head!r}")
+        raise DataError(f"`vitdeploy eval` cannot score {head.kind} heads ({head.why_not('eval')})")
     if dataset.task != task:
         need = ("a COCO file, a folder with annotations.json, or 'synthetic'" if task == "detection"
                 else "a folder with one sub-folder of images per class")
-        raise DataError(f"{manifest.model} is a {manifest.head} ({task}) model but {dataset.name} is {dataset.task} "
+        raise DataError(f"{manifest.model} is a {head.kind} ({task}) model but {dataset.name} is {dataset.task} "
                         f"data; give {need}")
     if manifest.preprocessing.fused:
         raise BundleError(f"bundle of {manifest.model} takes raw uint8 frames (fused preprocessing); `vitdeploy eval` "
@@ -260,9 +163,9 @@ def evaluate_backends(backends: dict[Configuration, Backend], dataset: EvalDatas
     it. A backend that fails with a ``VitDeployError`` part-way is reported skipped with the error;
     the others go on."""
     class_map = check_compatible(manifest, dataset)
-    masks = manifest.head == "mask" and dataset.has_masks
-    scorers = {c: EvalScorer(head=manifest.head, num_classes=len(manifest.class_names), class_map=class_map,
-                             input_size=tuple(manifest.image_size), masks=masks) for c in backends}
+    head = head_for(manifest)
+    masks = _scores_masks(manifest, dataset)
+    scorers = {c: head.truth_scorer(class_map=class_map, masks=masks) for c in backends}
     seconds = dict.fromkeys(backends, 0.0)
     failed: dict[Configuration, str] = {}
     done = 0
@@ -298,11 +201,22 @@ def evaluate_backends(backends: dict[Configuration, Backend], dataset: EvalDatas
             else EvalResult(c, scores=scorers[c].scores(), seconds=seconds[c]) for c in backends}
 
 
-def eval_plan(bundle: Bundle, *, backends: list[str], precisions: list[Precision] | None,
+def _scores_masks(manifest: Manifest, dataset: EvalDataset) -> bool:
+    """Whether masks are scored: a head that predicts instance masks, on data with masks."""
+    return head_for(manifest).instance_masks and dataset.has_masks
+
+
+def _exported_model(manifest: Manifest) -> nn.Module:
+    from vitdeploy.models.exported import exported_model
+
+    return exported_model(manifest)
+
+
+def eval_plan(bundle: Bundle, *, backends: list[str] | None = None, precisions: list[Precision] | None = None,
               device: str | None = None) -> list[Configuration]:
-    """The configurations to evaluate: ``plan``'s backend x precision rows, plus the FP32 ONNX graph
-    and the PyTorch reference (first), whatever was asked."""
-    configs = plan(bundle, backends=backends, precisions=precisions, cameras=[1], device=device)
+    """The configurations to evaluate: ``plan``'s backend x precision rows (``backends`` None:
+    onnxruntime), plus the FP32 ONNX graph and the PyTorch reference (first), whatever was asked."""
+    configs = plan(bundle, backends=backends or ["onnxruntime"], precisions=precisions, cameras=[1], device=device)
     refs = [Configuration("torch", Precision.FP32, 1, device), Configuration("onnxruntime", Precision.FP32, 1, device)]
     rest = [c for c in configs if c not in refs]
     return refs + rest
@@ -313,8 +227,9 @@ def evaluate_bundle(bundle: Bundle, dataset: EvalDataset, *, configs: list[Confi
                     progress: ProgressFn | None = None) -> EvalReport:
     """Evaluate ``configs`` (see ``eval_plan``) of ``bundle`` on ``dataset``.
 
-    ``torch_model`` builds the bundle's PyTorch model (zoo + the manifest's checkpoint); a bundle
-    exported with random weights has no reference to rebuild, so its torch rows are skipped.
+    ``torch_model`` builds the bundle's PyTorch model (default ``exported_model``: the zoo model
+    with the manifest's checkpoint); a bundle exported with random weights has no reference to
+    rebuild, so its torch rows are skipped.
     """
     manifest = bundle.manifest
     check_compatible(manifest, dataset)  # before any backend is opened
@@ -330,9 +245,8 @@ def evaluate_bundle(bundle: Bundle, dataset: EvalDataset, *, configs: list[Confi
                     if manifest.checkpoint is None:
                         raise BundleError("the bundle was exported with random weights, which the PyTorch model "
                                           "cannot rebuild; export with --checkpoint to compare against PyTorch")
-                    if torch_model is None:
-                        raise BundleError("no PyTorch model was given for the torch backend")
-                    model = model if model is not None else torch_model()
+                    if model is None:
+                        model = torch_model() if torch_model is not None else _exported_model(manifest)
                     this_model = copy.deepcopy(model)  # an FP16 backend converts its module in place
                 backends[config] = open_backend(config.backend, bundle, precision=config.precision,
                                                 device=config.device, model=this_model)
@@ -344,10 +258,10 @@ def evaluate_bundle(bundle: Bundle, dataset: EvalDataset, *, configs: list[Confi
         for backend in backends.values():
             backend.close()
     return EvalReport(
-        bundle={"path": str(bundle.path), "model": manifest.model, "head": manifest.head,
+        bundle={"path": str(bundle.path), "model": manifest.model, "head": manifest.head.kind,
                 "image_size": list(manifest.image_size), "checkpoint": manifest.checkpoint},
         dataset={"name": dataset.name, "task": dataset.task, "images": len(dataset),
-                 "classes": list(dataset.class_names), "masks": dataset.has_masks and manifest.head == "mask"},
+                 "classes": list(dataset.class_names), "masks": _scores_masks(manifest, dataset)},
         machine=describe_machine(), results=[results[c] for c in configs],
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 

@@ -8,25 +8,11 @@ import torch
 from torch import nn
 
 from vitdeploy.bundle.manifest import CAMERA_AXIS, Preprocessing, TensorSpec
+from vitdeploy.data.frames import read_image
 from vitdeploy.exporter.fused_preprocess import FusedPreprocess, WithFusedPreprocess
 from vitdeploy.exporter.graphs import GraphSpec, ParityCase
+from vitdeploy.heads import Head
 from vitdeploy.runtime.preprocess import preprocess_frames
-
-_MEANINGS = {
-    ("detr", "logits"): "class logits per query; the last class is 'no object'",
-    ("detr", "boxes"): "cx, cy, w, h per query in 0..1 of the model input",
-    ("mask", "logits"): "class logits per query; the last class is 'no object'",
-    ("mask", "masks"): "mask logits per query at the mask stride (sigmoid > 0.5 is the mask)",
-    ("cls", "logits"): "class logits",
-    ("cait", "logits"): "class logits",
-    ("tab", "logits"): "logits of all tasks, concatenated in task order",
-}
-
-
-def _meaning(head: str, name: str) -> str:
-    if head == "tab" and name.startswith("logits_"):  # one output per task, named after it
-        return f"class logits of task {name.removeprefix('logits_')!r}"
-    return _MEANINGS.get((head, name), "")
 
 
 class OutputsAsTuple(nn.Module):
@@ -45,14 +31,14 @@ def sample_photo() -> np.ndarray:
     """A real photograph (matplotlib's sample of Grace Hopper), HxWx3 uint8 RGB."""
     import matplotlib.cbook
 
-    path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return read_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
-def perception_graph_spec(model: nn.Module, *, head: str, image_size: tuple[int, int], max_cameras: int,
+def perception_graph_spec(model: nn.Module, *, head: Head, image_size: tuple[int, int], max_cameras: int,
                           preprocessing: Preprocessing) -> GraphSpec:
-    """``model`` gets its position embedding baked for ``image_size`` (the export-only step).
+    """``model`` gets its position embedding baked for ``image_size`` (the export-only step); its
+    outputs must be the ones ``head`` declares (a ``BundleError`` lists both otherwise), and their
+    meanings are the head's.
 
     With ``preprocessing.fused`` the graph takes raw uint8 frames (cameras, Hs, Ws, 3) instead of
     normalised images, and does the preprocessing itself (``fused_preprocess``).
@@ -62,8 +48,9 @@ def perception_graph_spec(model: nn.Module, *, head: str, image_size: tuple[int,
     h, w = image_size
     with torch.no_grad():
         outs = wrapper(torch.zeros(2, 3, h, w))
-    outputs = [TensorSpec(name, "float32", [CAMERA_AXIS, *list(o.shape[1:])], _meaning(head, name))
-               for name, o in zip(model.output_names, outs, strict=True)]
+    shapes = {name: [CAMERA_AXIS, *list(o.shape[1:])] for name, o in zip(model.output_names, outs, strict=True)}
+    head.check_outputs(shapes)
+    outputs = [TensorSpec(name, "float32", shape, head.meaning(name)) for name, shape in shapes.items()]
     photo = sample_photo()
     photos = [photo, photo[:, ::-1].copy()]
 

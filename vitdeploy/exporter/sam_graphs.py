@@ -24,6 +24,7 @@ from torch import nn
 from vitdeploy.bundle.manifest import CAMERA_AXIS, Preprocessing, TensorSpec
 from vitdeploy.errors import ExportError
 from vitdeploy.exporter.graphs import GraphSpec, ParityCase
+from vitdeploy.heads import Head
 from vitdeploy.models.sam.sam import PIXEL_MEAN, PIXEL_STD, Sam
 
 #: The symbolic name of the prompt-point axis of the decoder graph.
@@ -132,8 +133,9 @@ def _decoder_parity_cases(*, cameras: int, embedding_shape: tuple[int, int, int]
     return [c for c in cases if c.feeds["point_labels"].shape[1] <= max_points]
 
 
-def sam_graph_specs(model: Sam, *, max_cameras: int, max_points: int = 16) -> list[GraphSpec]:
-    """The ``image_encoder`` and ``prompt_decoder`` graphs of ``model`` (in eval mode).
+def sam_graph_specs(model: Sam, *, head: Head, max_cameras: int, max_points: int = 16) -> list[GraphSpec]:
+    """The ``image_encoder`` and ``prompt_decoder`` graphs of ``model`` (in eval mode); their outputs
+    are the ``sam`` ``head``'s (checked against the model's sizes).
 
     ``max_points`` counts every row of ``point_coords``: clicks, box corners and padding.
     """
@@ -150,6 +152,8 @@ def sam_graph_specs(model: Sam, *, max_cameras: int, max_points: int = 16) -> li
     eh, ew = model.prompt_encoder.image_embedding_size
     mh, mw = model.prompt_encoder.mask_input_size
     n_masks = model.mask_decoder.num_mask_tokens
+    head.check_outputs({"image_embeddings": [CAMERA_AXIS, dim, eh, ew], "iou_predictions": [CAMERA_AXIS, n_masks],
+                        "low_res_masks": [CAMERA_AXIS, n_masks, mh, mw]})
     # torch.export specialises an axis traced at size 1, so trace at 2 cameras and 3 points (a size
     # unlike the cameras', so a graph that mixed the two axes up would fail parity).
     trace_cameras = min(2, max_cameras)
@@ -172,8 +176,7 @@ def sam_graph_specs(model: Sam, *, max_cameras: int, max_points: int = 16) -> li
         inputs=[TensorSpec("images", "float32", [CAMERA_AXIS, 3, s, s],
                            "RGB camera images, normalised with SAM's mean/std; longest side resized to "
                            f"{s} and zero-padded (after normalising) at the bottom/right")],
-        outputs=[TensorSpec("image_embeddings", "float32", [CAMERA_AXIS, dim, eh, ew],
-                            "image embedding per camera; the prompt_decoder's input")],
+        outputs=[head.output("image_embeddings")],
         trace_dims={CAMERA_AXIS: trace_cameras}, dim_ranges={CAMERA_AXIS: (1, max_cameras)},
         make_inputs=encoder_inputs,
     )
@@ -187,13 +190,7 @@ def sam_graph_specs(model: Sam, *, max_cameras: int, max_points: int = 16) -> li
                        "1 foreground, 0 background, 2 box top-left, 3 box bottom-right, -1 padding; "
                        "append one padding point (0, 0, -1) when there is no box, as SAM's predictor does"),
         ],
-        outputs=[
-            TensorSpec("iou_predictions", "float32", [CAMERA_AXIS, n_masks],
-                       "predicted IoU of each mask; mask 0 is the single-mask output, 1.. the multimask outputs"),
-            TensorSpec("low_res_masks", "float32", [CAMERA_AXIS, n_masks, mh, mw],
-                       f"mask logits (> 0 is inside) on the {mh}x{mw} grid of the padded model input; "
-                       f"upscale to {s}x{s}, crop the padding and resize to the frame"),
-        ],
+        outputs=[head.output("iou_predictions"), head.output("low_res_masks")],
         trace_dims={CAMERA_AXIS: trace_cameras, POINTS_AXIS: min(3, max_points)},
         dim_ranges={CAMERA_AXIS: (1, max_cameras), POINTS_AXIS: (1, max_points)},
         make_inputs=decoder_inputs,

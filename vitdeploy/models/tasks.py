@@ -27,7 +27,7 @@ from vitdeploy.errors import CheckpointError, VitDeployError
 from vitdeploy.models.heads.tab import TabHead, Task, TaskClassifier, check_tasks
 
 if TYPE_CHECKING:
-    from vitdeploy.models.zoo import ModelCard
+    from vitdeploy.models.card import ModelCard
 
 #: Standard deviation of the noise added to the mean token to start a new task token.
 NEW_TOKEN_NOISE = 0.01
@@ -42,7 +42,7 @@ def default_task_name(index: int) -> str:
 
 
 def tasks_config(tasks: Sequence[Task]) -> dict[str, Any]:
-    """The ``head_config`` of a Task Attention card and manifest."""
+    """The head config of a Task Attention card and manifest (``HeadSpec.config``)."""
     tasks = check_tasks(tasks)
     return {"tasks": [{"name": t.name, "num_classes": t.num_classes} for t in tasks],
             "num_classes": sum(t.num_classes for t in tasks)}
@@ -167,10 +167,10 @@ def resolve_tasks(defaults: Sequence[Task], *, count: int | None = None, classes
 
 
 def card_with_tasks(card: ModelCard, tasks: Sequence[Task], **head_config: Any) -> ModelCard:
-    """``card`` (a ``*-tab`` card) building ``tasks``; its head_config and class names follow."""
+    """``card`` (a ``*-tab`` card) building ``tasks``; its head config and class names follow."""
     tasks = check_tasks(tasks)
     return dataclasses.replace(card, builder=functools.partial(card.builder, tasks=tasks),
-                               head_config={**tasks_config(tasks), **head_config},
+                               head=dataclasses.replace(card.head, config={**tasks_config(tasks), **head_config}),
                                class_names=task_class_names(tasks))
 
 
@@ -187,19 +187,19 @@ class TaskExport:
 def prepare_task_export(card: ModelCard, *, count: int | None, classes: Sequence[int] | None,
                         checkpoint: str | Path | None) -> TaskExport | None:
     """None for a model without tasks (where ``count``/``classes`` are an error)."""
-    if card.head != "tab":
+    if "tasks" not in card.head.config:  # a Task Attention card lists its tasks
         if count is not None or classes is not None:
             raise VitDeployError(f"--tasks/--task-classes apply to Task Attention models (*-tab); {card.name} "
-                                 f"has a {card.head} head")
+                                 f"has a {card.head.kind} head")
         return None
     if checkpoint is None:
-        tasks = resolve_tasks(tasks_from_config(card.head_config), count=count, classes=classes)
+        tasks = resolve_tasks(tasks_from_config(card.head.config), count=count, classes=classes)
         return TaskExport(card=card_with_tasks(card, tasks))
     from vitdeploy.models.checkpoint import read_state_dict
 
     state = read_state_dict(checkpoint)
     existing = checkpoint_tasks(state, source=str(checkpoint))
-    tasks = resolve_tasks(tasks_from_config(card.head_config), count=count, classes=classes, existing=existing)
+    tasks = resolve_tasks(tasks_from_config(card.head.config), count=count, classes=classes, existing=existing)
     if len(tasks) == len(existing):
         return TaskExport(card=card_with_tasks(card, tasks), state=state)
     # Seeded, so that exporting the same checkpoint twice gives the same bundle.

@@ -1,21 +1,23 @@
-"""The model zoo: named configurations as small builder functions in a plain dict.
+"""The model zoo: named models as small card makers in a plain, literal dict.
 
-``vit-{tiny,small,base,large}-{cls,cait,detr,mask,tab}``, ``sam-vit-{b,l,h}``, tiny ``*-test-*``
-variants that the default tests export in seconds, and ``demo-detr``, the detector trained on
-vitdeploy's synthetic driving scenes and shipped with the package.
+``vit-{test,tiny,small,base,large}-{cls,cait,detr,mask,tab}``, ``sam-vit-{b,l,h}``, the tiny
+``*-test-*`` variants that the default tests export in seconds, and ``demo-detr``, the detector
+trained on vitdeploy's synthetic driving scenes and shipped with the package. Every name is
+written out below, so searching for the name a user types finds its entry.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-import torch
 from torch import nn
 
+from vitdeploy.bundle.head import BoxFormat, HeadSpec, ScoreActivation
 from vitdeploy.errors import ModelNotFoundError
+from vitdeploy.models.card import ModelCard
 from vitdeploy.models.encoder import VisionTransformer
 from vitdeploy.models.heads.cait import CaitHead
 from vitdeploy.models.heads.cls import ClsHead
@@ -23,6 +25,7 @@ from vitdeploy.models.heads.detr import DetrHead, TwoStageDetrHead
 from vitdeploy.models.heads.mask import MaskHead
 from vitdeploy.models.heads.tab import TabHead, Task
 from vitdeploy.models.model import PerceptionModel
+from vitdeploy.models.sam.build import SAM_VARIANTS, build_sam
 from vitdeploy.models.tasks import task_class_names, tasks_config
 
 #: Classes of vitdeploy's synthetic driving scenes; the default class set of detection/mask models.
@@ -50,29 +53,6 @@ ENCODER_SIZES: dict[str, EncoderSize] = {
     "base": EncoderSize(embed_dim=768, depth=12, num_heads=12, decoder_heads=8, decoder_layers=6),
     "large": EncoderSize(embed_dim=1024, depth=24, num_heads=16, decoder_heads=8, decoder_layers=6),
 }
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What the zoo knows about a named model: enough to build it and to fill a manifest."""
-
-    name: str
-    head: str  # cls | cait | detr | mask | sam | tab
-    image_size: tuple[int, int]  # default (H, W) input, pixels
-    patch_size: int
-    builder: Callable[..., nn.Module]
-    description: str
-    class_names: tuple[str, ...] = ()
-    head_config: dict[str, Any] = field(default_factory=dict)
-    weights: str | None = None  # file shipped in vitdeploy/models/weights/, loaded by default
-
-    def build(self, *, fused_attention: bool = True) -> nn.Module:
-        return self.builder(fused_attention=fused_attention)
-
-    def parameter_count(self) -> int:
-        with torch.device("meta"):
-            model = self.build()
-        return sum(p.numel() for p in model.parameters())
 
 
 def _vit(size: str, image_size: tuple[int, int], *, class_token: bool, fused_attention: bool) -> VisionTransformer:
@@ -136,64 +116,121 @@ def _imagenet_like(n: int) -> tuple[str, ...]:
     return tuple(f"class_{i}" for i in range(n))
 
 
-def _register_vits(zoo: dict[str, ModelCard]) -> None:
-    automotive = (448, 800)
-    for size in ("test", "tiny", "small", "base", "large"):
-        test = size == "test"
-        cls_size = (64, 64) if test else (224, 224)
-        det_size = (64, 96) if test else automotive
-        n_cls = 10 if test else 1000
-        queries = 10 if test else 100
-        what = "tiny test model" if test else f"ViT-{size.capitalize()}/16"
-        zoo[f"vit-{size}-cls"] = ModelCard(
-            name=f"vit-{size}-cls", head="cls", image_size=cls_size, patch_size=16,
-            builder=_cls_builder(size, cls_size, n_cls), description=f"{what}, CLS-token classifier",
-            class_names=_imagenet_like(n_cls), head_config={"num_classes": n_cls})
-        zoo[f"vit-{size}-cait"] = ModelCard(
-            name=f"vit-{size}-cait", head="cait", image_size=cls_size, patch_size=16,
-            builder=_cait_builder(size, cls_size, n_cls),
-            description=f"{what}, CaiT class-attention (2 layers)",
-            class_names=_imagenet_like(n_cls), head_config={"num_classes": n_cls, "class_attention_layers": 2})
-        zoo[f"vit-{size}-detr"] = ModelCard(
-            name=f"vit-{size}-detr", head="detr", image_size=det_size, patch_size=16,
-            builder=_detr_builder(size, det_size, len(DRIVING_CLASSES), queries),
-            description=f"{what}, DETR query decoder ({queries} queries)",
-            class_names=DRIVING_CLASSES,
-            head_config={"num_classes": len(DRIVING_CLASSES), "num_queries": queries, "box_format": "cxcywh_normalized"})
-        zoo[f"vit-{size}-mask"] = ModelCard(
-            name=f"vit-{size}-mask", head="mask", image_size=det_size, patch_size=16,
-            builder=_mask_builder(size, det_size, len(DRIVING_CLASSES), queries // 2, 4),
-            description=f"{what}, MaskFormer mask queries (stride 4)",
-            class_names=DRIVING_CLASSES,
-            head_config={"num_classes": len(DRIVING_CLASSES), "num_queries": queries // 2, "mask_stride": 4})
-        tasks = tuple(Task(name=f"task{i}", num_classes=n) for i, n in enumerate((4, 3, 5) if test else (10, 10, 10)))
-        zoo[f"vit-{size}-tab"] = ModelCard(
-            name=f"vit-{size}-tab", head="tab", image_size=cls_size, patch_size=16,
-            builder=_tab_builder(size, cls_size, tasks),
-            description=f"{what}, Task Attention Block ({len(tasks)} task tokens, one classifier each)",
-            class_names=task_class_names(tasks), head_config=tasks_config(tasks))
+def _what(size: str) -> str:
+    return "tiny test model" if size == "test" else f"ViT-{size.capitalize()}/16"
 
 
-def _register_demo(zoo: dict[str, ModelCard]) -> None:
-    zoo[DEMO_DETR] = ModelCard(
-        name=DEMO_DETR, head="detr", image_size=DEMO_IMAGE_SIZE, patch_size=16,
+def _cls_size(size: str) -> tuple[int, int]:
+    return (64, 64) if size == "test" else (224, 224)
+
+
+def _det_size(size: str) -> tuple[int, int]:
+    return (64, 96) if size == "test" else (448, 800)  # automotive cameras are wide
+
+
+def _classes(size: str) -> int:
+    return 10 if size == "test" else 1000
+
+
+def _queries(size: str) -> int:
+    return 10 if size == "test" else 100
+
+
+def _cls_card(name: str, size: str) -> ModelCard:
+    n = _classes(size)
+    return ModelCard(name=name, head=HeadSpec("cls", config={"num_classes": n}), image_size=_cls_size(size),
+                     patch_size=16, builder=_cls_builder(size, _cls_size(size), n),
+                     description=f"{_what(size)}, CLS-token classifier", class_names=_imagenet_like(n))
+
+
+def _cait_card(name: str, size: str) -> ModelCard:
+    n = _classes(size)
+    return ModelCard(name=name, head=HeadSpec("cait", config={"num_classes": n, "class_attention_layers": 2}),
+                     image_size=_cls_size(size), patch_size=16, builder=_cait_builder(size, _cls_size(size), n),
+                     description=f"{_what(size)}, CaiT class-attention (2 layers)", class_names=_imagenet_like(n))
+
+
+def _detr_head(queries: int) -> HeadSpec:
+    return HeadSpec("detr", scores=ScoreActivation.SOFTMAX, boxes=BoxFormat(),
+                    config={"num_classes": len(DRIVING_CLASSES), "num_queries": queries})
+
+
+def _detr_card(name: str, size: str) -> ModelCard:
+    q = _queries(size)
+    return ModelCard(name=name, head=_detr_head(q), image_size=_det_size(size), patch_size=16,
+                     builder=_detr_builder(size, _det_size(size), len(DRIVING_CLASSES), q),
+                     description=f"{_what(size)}, DETR query decoder ({q} queries)", class_names=DRIVING_CLASSES)
+
+
+def _mask_card(name: str, size: str) -> ModelCard:
+    q = _queries(size) // 2
+    head = HeadSpec("mask", scores=ScoreActivation.SOFTMAX,
+                    config={"num_classes": len(DRIVING_CLASSES), "num_queries": q, "mask_stride": 4})
+    return ModelCard(name=name, head=head, image_size=_det_size(size), patch_size=16,
+                     builder=_mask_builder(size, _det_size(size), len(DRIVING_CLASSES), q, 4),
+                     description=f"{_what(size)}, MaskFormer mask queries (stride 4)", class_names=DRIVING_CLASSES)
+
+
+def _tab_card(name: str, size: str) -> ModelCard:
+    tasks = tuple(Task(name=f"task{i}", num_classes=n) for i, n in enumerate((4, 3, 5) if size == "test" else (10, 10, 10)))
+    return ModelCard(name=name, head=HeadSpec("tab", config=tasks_config(tasks)), image_size=_cls_size(size),
+                     patch_size=16, builder=_tab_builder(size, _cls_size(size), tasks),
+                     description=f"{_what(size)}, Task Attention Block ({len(tasks)} task tokens, one classifier each)",
+                     class_names=task_class_names(tasks))
+
+
+def _demo_card(name: str) -> ModelCard:
+    return ModelCard(
+        name=name, head=_detr_head(DEMO_QUERIES), image_size=DEMO_IMAGE_SIZE, patch_size=16,
         builder=_detr_builder("tiny", DEMO_IMAGE_SIZE, len(DRIVING_CLASSES), DEMO_QUERIES, two_stage=True),
         description="ViT-Tiny/16 two-stage DETR trained on vitdeploy's synthetic driving scenes (weights shipped)",
-        class_names=DRIVING_CLASSES,
-        head_config={"num_classes": len(DRIVING_CLASSES), "num_queries": DEMO_QUERIES, "box_format": "cxcywh_normalized"},
-        weights="demo-detr.safetensors")
+        class_names=DRIVING_CLASSES, weights="demo-detr.safetensors")
 
 
-def _build_zoo() -> dict[str, ModelCard]:
-    zoo: dict[str, ModelCard] = {}
-    _register_vits(zoo)
-    _register_demo(zoo)
-    from vitdeploy.models.sam.build import register_sam  # here, not at the top: sam.build imports ModelCard
-    register_sam(zoo)
-    return zoo
+def _sam_card(name: str, variant: str) -> ModelCard:
+    config = SAM_VARIANTS[variant]
+    grid = config.image_embedding_size
+    what = "tiny test model" if variant == "test" else f"Segment Anything ViT-{variant[-1].upper()}"
+    head = HeadSpec("sam", config={"prompt_embed_dim": config.prompt_embed_dim, "image_embedding_size": list(grid),
+                                   "mask_input_size": [4 * grid[0], 4 * grid[1]],
+                                   "multimask_outputs": config.num_multimask_outputs})
+    return ModelCard(name=name, head=head, image_size=(config.image_size, config.image_size),
+                     patch_size=config.patch_size, builder=functools.partial(build_sam, variant),
+                     description=f"{what}: image encoder + point/box prompt decoder (official checkpoints load)")
 
 
-ZOO: dict[str, ModelCard] = _build_zoo()
+ZOO: dict[str, ModelCard] = {card.name: card for card in (
+    _cls_card("vit-test-cls", "test"),
+    _cait_card("vit-test-cait", "test"),
+    _detr_card("vit-test-detr", "test"),
+    _mask_card("vit-test-mask", "test"),
+    _tab_card("vit-test-tab", "test"),
+    _cls_card("vit-tiny-cls", "tiny"),
+    _cait_card("vit-tiny-cait", "tiny"),
+    _detr_card("vit-tiny-detr", "tiny"),
+    _mask_card("vit-tiny-mask", "tiny"),
+    _tab_card("vit-tiny-tab", "tiny"),
+    _cls_card("vit-small-cls", "small"),
+    _cait_card("vit-small-cait", "small"),
+    _detr_card("vit-small-detr", "small"),
+    _mask_card("vit-small-mask", "small"),
+    _tab_card("vit-small-tab", "small"),
+    _cls_card("vit-base-cls", "base"),
+    _cait_card("vit-base-cait", "base"),
+    _detr_card("vit-base-detr", "base"),
+    _mask_card("vit-base-mask", "base"),
+    _tab_card("vit-base-tab", "base"),
+    _cls_card("vit-large-cls", "large"),
+    _cait_card("vit-large-cait", "large"),
+    _detr_card("vit-large-detr", "large"),
+    _mask_card("vit-large-mask", "large"),
+    _tab_card("vit-large-tab", "large"),
+    _demo_card("demo-detr"),
+    _sam_card("sam-vit-b", "vit_b"),
+    _sam_card("sam-vit-l", "vit_l"),
+    _sam_card("sam-vit-h", "vit_h"),
+    _sam_card("sam-vit-test", "test"),
+)}
 
 
 def get_card(name: str) -> ModelCard:
@@ -214,19 +251,3 @@ def build_model(name: str, *, fused_attention: bool = True) -> nn.Module:
 
         load_shipped_weights(model, card.weights)
     return model.eval()
-
-
-def build_exported(name: str, *, checkpoint: str | None, image_size: tuple[int, int]) -> nn.Module:
-    """The PyTorch model behind an exported bundle: zoo model ``name`` with the weights the export
-    used (``checkpoint`` as the manifest records it: a path, ``shipped:<file>``, or None for random
-    weights) and its position embedding set for ``image_size``."""
-    from vitdeploy.models.checkpoint import load_checkpoint, load_shipped_weights
-
-    model = get_card(name).build()
-    if checkpoint is not None and checkpoint.startswith("shipped:"):
-        load_shipped_weights(model, checkpoint.split(":", 1)[1])
-    elif checkpoint is not None:
-        load_checkpoint(model, checkpoint)
-    model.encoder.set_grid(model.encoder.grid_for(*image_size))
-    return model.eval()
-

@@ -20,12 +20,15 @@ from collections.abc import Callable
 import numpy as np
 
 from vitdeploy.bundle.manifest import Preprocessing
+from vitdeploy.heads import Decoded, Letterbox
 from vitdeploy.runtime.backends.base import Backend
 from vitdeploy.runtime.preprocess import prepare_batch
-from vitdeploy.runtime.results import Decoder
 from vitdeploy.runtime.sinks import Sink
 from vitdeploy.runtime.stats import Stats
 from vitdeploy.runtime.sync import FrameSet, Synchronizer
+
+#: Decodes one set's raw outputs, with the letterbox of each camera (a head's ``decode``).
+DecodeFn = Callable[[dict[str, np.ndarray], list[Letterbox]], Decoded]
 
 #: Sets in flight on a free-running rig: one in inference, the next preprocessed and waiting.
 FREE_RUNNING_IN_FLIGHT = 2
@@ -89,7 +92,7 @@ class Pipeline:
     sinks. ``error`` holds the exception of a stage that failed (the pipeline then stops).
     """
 
-    def __init__(self, *, synchronizer: Synchronizer, backend: Backend, decoder: Decoder,
+    def __init__(self, *, synchronizer: Synchronizer, backend: Backend, decoder: DecodeFn,
                  preprocessing: Preprocessing, sinks: list[Sink], stats: Stats, policy: QueuePolicy,
                  queue_size: int = 1, max_sets: int | None = None, max_in_flight: int | None = None,
                  allow_resize: bool = False):

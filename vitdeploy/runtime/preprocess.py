@@ -13,28 +13,9 @@ import numpy as np
 
 from vitdeploy.bundle.manifest import Preprocessing
 from vitdeploy.errors import DataError
+from vitdeploy.heads.letterbox import Letterbox
 
 _INTERP = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """How a frame maps into the model input: input = frame * scale + (pad_x, pad_y), pixels."""
-
-    scale_x: float
-    scale_y: float
-    pad_x: float
-    pad_y: float
-    frame_size: tuple[int, int]  # (H, W) of the original frame
-
-    def to_frame(self, xyxy: np.ndarray) -> np.ndarray:
-        """Boxes (..., 4) x1,y1,x2,y2 in model-input pixels -> frame pixels, clipped to the frame."""
-        out = xyxy.astype(np.float32).copy()
-        out[..., 0::2] = (out[..., 0::2] - self.pad_x) / self.scale_x
-        out[..., 1::2] = (out[..., 1::2] - self.pad_y) / self.scale_y
-        out[..., 0::2] = out[..., 0::2].clip(0, self.frame_size[1])
-        out[..., 1::2] = out[..., 1::2].clip(0, self.frame_size[0])
-        return out
 
 
 @dataclass(frozen=True)

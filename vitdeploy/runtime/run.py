@@ -9,19 +9,21 @@ returns a ``RunSummary`` with the raw per-set latencies.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitdeploy.bundle import Bundle
 from vitdeploy.errors import BackendError, BundleError, DataError
+from vitdeploy.heads import Decoded, Head, head_for
 from vitdeploy.runtime.backends import open_backend
 from vitdeploy.runtime.backends.base import Backend
-from vitdeploy.runtime.pipeline import Pipeline, QueuePolicy
-from vitdeploy.runtime.results import Decoder
+from vitdeploy.runtime.pipeline import DecodeFn, Pipeline, QueuePolicy
 from vitdeploy.runtime.rig import Rig, VideoMode
 from vitdeploy.runtime.sinks import JsonlSink, LiveView, Sink, VideoSink
 from vitdeploy.runtime.sources import Source, open_source
@@ -34,6 +36,27 @@ if TYPE_CHECKING:
 
 #: How long stopping may take: in-flight sets drain, then threads are left behind, seconds.
 STOP_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where a run writes and when it stops; the defaults are `vitdeploy run`'s.
+
+    ``out``: folder for the JSONL and videos (None: the rig's ``[outputs] dir``); ``max_frames``:
+    stop after this many frame sets reached the sinks; ``duration``: stop after this many seconds;
+    ``handle_sigint``: the first Ctrl-C stops cleanly (main thread only).
+    """
+
+    out: str | Path | None = None
+    max_frames: int | None = None
+    duration: float | None = None
+    handle_sigint: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_frames is not None and self.max_frames < 1:
+            raise DataError(f"max_frames must be at least 1, got {self.max_frames}")
+        if self.duration is not None and not self.duration > 0:
+            raise DataError(f"duration must be a positive number of seconds, got {self.duration}")
 
 
 @contextlib.contextmanager
@@ -68,46 +91,31 @@ def resolve_bundle(rig: Rig, bundle: Bundle | str | Path | None) -> Bundle:
     return Bundle.open(path)
 
 
-def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, backend: Backend | None = None,
-            model: nn.Module | None = None, out: str | Path | None = None, max_frames: int | None = None,
-            duration: float | None = None, stop_event: threading.Event | None = None,
-            sources: dict[str, Source] | None = None, console: Console | None = None,
-            handle_sigint: bool = True) -> RunSummary:
-    """Run ``rig`` and return what happened.
+def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: RunOptions = RunOptions(),
+            backend: Backend | None = None, model: nn.Module | None = None,
+            sources: dict[str, Source] | None = None, stop_event: threading.Event | None = None,
+            console: Console | None = None) -> RunSummary:
+    """Run ``rig`` as ``options`` say and return what happened.
 
     Args:
         bundle: the bundle (or its folder); default the rig's ``[model] bundle``.
         backend: an open backend to use (not closed here, so a caller can reuse it); default one
-            opened from the rig's ``[model]`` backend, precision and device (``model``: the built
-            PyTorch model, for the torch backend) and closed at the end.
-        out: folder for the JSONL and videos; default the rig's ``[outputs] dir``.
-        max_frames: stop after this many frame sets reached the sinks.
-        duration: stop after this many seconds.
-        stop_event: set it (from any thread) to stop cleanly.
+            opened from the rig's ``[model]`` backend, precision and device, and closed at the end.
+        model: the PyTorch model for the torch backend; default the bundle's
+            (``vitdeploy.models.exported.exported_model``).
         sources: camera name -> a source to use instead of the one its URI names (tests, custom
             drivers); not started yet.
+        stop_event: set it (from any thread) to stop cleanly.
         console: a rich console for the live view (shown when the rig's ``[outputs] live`` is on).
-        handle_sigint: the first Ctrl-C stops cleanly (main thread only).
     """
-    if max_frames is not None and max_frames < 1:
-        raise DataError(f"max_frames must be at least 1, got {max_frames}")
-    if duration is not None and not duration > 0:
-        raise DataError(f"duration must be a positive number of seconds, got {duration}")
     bundle = resolve_bundle(rig, bundle)
     manifest = bundle.manifest
-    decoder = Decoder(manifest, score_threshold=rig.model.score_threshold, top_k=rig.model.top_k)
+    decode = _decoder(head_for(manifest), rig)
     if len(rig.cameras) > manifest.max_cameras:
         raise BackendError(f"the rig has {len(rig.cameras)} cameras, bundle {bundle.path} takes 1..{manifest.max_cameras}; "
                            f"re-export it with --max-cameras {len(rig.cameras)}")
-    overrides = dict(sources or {})
-    unknown = sorted(set(overrides) - set(rig.camera_names))
-    if unknown:
-        raise DataError(f"sources given for cameras {unknown} that the rig does not have: {rig.camera_names}")
-    free_running = rig.rate_hz <= 0
-    cams = [overrides.get(c.name) or open_source(c, paced=not free_running, base_dir=rig.base_dir)
-            for c in rig.cameras]
-
-    out_dir = _output_dir(rig, out)
+    cams = _open_sources(rig, sources)
+    out_dir = _output_dir(rig, options.out)
     stop = stop_event or threading.Event()
     interrupted = threading.Event()
     owned_backend = backend is None
@@ -115,29 +123,26 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, backend: Bac
     live: LiveView | None = None
     started = time.monotonic()
     pipeline: Pipeline | None = None
-    stopped_by = "stop"
     try:
         if backend is None:
+            if model is None and rig.model.backend == "torch":
+                from vitdeploy.models.exported import exported_model
+
+                model = exported_model(manifest)
             backend = open_backend(rig.model.backend, bundle, precision=rig.model.precision,
                                    device=rig.model.device, model=model)
-        if rig.outputs.jsonl:
-            sinks.append(JsonlSink(out_dir / rig.outputs.jsonl, class_names=list(manifest.class_names),
-                                   budget_ms=rig.latency_budget_ms))
-        if rig.outputs.video is not VideoMode.NONE:
-            fps = rig.rate_hz if rig.rate_hz > 0 else max(c.fps for c in rig.cameras)
-            sinks.append(VideoSink(out_dir, mosaic=rig.outputs.video is VideoMode.MOSAIC, fps=fps,
-                                   class_names=list(manifest.class_names)))
+        sinks = _open_sinks(rig, out_dir, class_names=list(manifest.class_names))
         stats = Stats(cams, budget_ms=rig.latency_budget_ms)
         epoch = time.monotonic()
         sync = Synchronizer(cams, rate_hz=rig.rate_hz, tolerance_s=rig.sync_tolerance_ms / 1e3,
                             fallback_size=_fallback_size(manifest.preprocessing), epoch=epoch)
-        pipeline = Pipeline(synchronizer=sync, backend=backend, decoder=decoder,
+        pipeline = Pipeline(synchronizer=sync, backend=backend, decoder=decode,
                             preprocessing=manifest.preprocessing, sinks=sinks, stats=stats,
-                            policy=QueuePolicy.BLOCK if free_running else QueuePolicy.DROP_OLDEST,
-                            max_sets=max_frames, allow_resize=rig.model.allow_cpu_resize)
+                            policy=QueuePolicy.BLOCK if rig.rate_hz <= 0 else QueuePolicy.DROP_OLDEST,
+                            max_sets=options.max_frames, allow_resize=rig.model.allow_cpu_resize)
         if console is not None and rig.outputs.live:
             live = LiveView(stats, dropped=lambda: sum(pipeline.dropped.values()), console=console)
-        sigint = stop_on_sigint(interrupted) if handle_sigint else contextlib.nullcontext()
+        sigint = stop_on_sigint(interrupted) if options.handle_sigint else contextlib.nullcontext()
         with sigint:
             for s in cams:
                 s.start(epoch)
@@ -145,20 +150,7 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, backend: Bac
             pipeline.start()
             if live is not None:
                 live.start()
-            while not pipeline.done.wait(0.05):
-                if stop.is_set() or interrupted.is_set():
-                    stopped_by = "interrupted" if interrupted.is_set() else "stop"
-                    break
-                if duration is not None and time.monotonic() - started >= duration:
-                    stopped_by = "duration"
-                    break
-            else:
-                if pipeline.error is not None:
-                    stopped_by = "error"
-                elif max_frames is not None and pipeline.sets_out >= max_frames:
-                    stopped_by = "max-frames"
-                else:
-                    stopped_by = "sources finished"
+            stopped_by = _wait(pipeline, stop=stop, interrupted=interrupted, options=options, started=started)
             pipeline.stop()
             pipeline.done.wait(STOP_TIMEOUT_S)
         backend_info = backend.describe()
@@ -183,6 +175,55 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, backend: Bac
                          duration_s=time.monotonic() - started,
                          jsonl=next((f for f in files if f.suffix == ".jsonl"), None),
                          videos=[f for f in files if f.suffix == ".mp4"], backend=backend_info)
+
+
+def _decoder(head: Head, rig: Rig) -> DecodeFn:
+    """The head's decoding with the rig's score threshold and top-k; a head `run` cannot decode is
+    refused before anything is opened."""
+    if not head.runnable:
+        raise BundleError(f"`vitdeploy run` cannot decode {head.kind} heads ({head.why_not('run')})")
+    return functools.partial(_decode, head, score_threshold=rig.model.score_threshold, top_k=rig.model.top_k)
+
+
+def _decode(head: Head, outputs: dict, letterboxes: list, *, score_threshold: float, top_k: int) -> Decoded:
+    return head.decode(outputs, letterboxes=letterboxes, score_threshold=score_threshold, top_k=top_k)
+
+
+def _open_sources(rig: Rig, given: dict[str, Source] | None) -> list[Source]:
+    """One source per camera, in rig order: the given one, or the one its URI names."""
+    overrides = dict(given or {})
+    unknown = sorted(set(overrides) - set(rig.camera_names))
+    if unknown:
+        raise DataError(f"sources given for cameras {unknown} that the rig does not have: {rig.camera_names}")
+    paced = rig.rate_hz > 0  # a free-running rig takes frames as fast as the pipeline does
+    return [overrides.get(c.name) or open_source(c, paced=paced, base_dir=rig.base_dir) for c in rig.cameras]
+
+
+def _open_sinks(rig: Rig, out_dir: Path, *, class_names: list[str]) -> list[Sink]:
+    sinks: list[Sink] = []
+    if rig.outputs.jsonl:
+        sinks.append(JsonlSink(out_dir / rig.outputs.jsonl, class_names=class_names, budget_ms=rig.latency_budget_ms))
+    if rig.outputs.video is not VideoMode.NONE:
+        fps = rig.rate_hz if rig.rate_hz > 0 else max(c.fps for c in rig.cameras)
+        sinks.append(VideoSink(out_dir, mosaic=rig.outputs.video is VideoMode.MOSAIC, fps=fps,
+                               class_names=class_names))
+    return sinks
+
+
+def _wait(pipeline: Pipeline, *, stop: threading.Event, interrupted: threading.Event, options: RunOptions,
+          started: float) -> str:
+    """Wait until the run ends; returns why: interrupted, stop, duration, error, max-frames or
+    sources finished."""
+    while not pipeline.done.wait(0.05):
+        if stop.is_set() or interrupted.is_set():
+            return "interrupted" if interrupted.is_set() else "stop"
+        if options.duration is not None and time.monotonic() - started >= options.duration:
+            return "duration"
+    if pipeline.error is not None:
+        return "error"
+    if options.max_frames is not None and pipeline.sets_out >= options.max_frames:
+        return "max-frames"
+    return "sources finished"
 
 
 def _output_dir(rig: Rig, out: str | Path | None) -> Path:

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 
 from vitdeploy.errors import DataError
-from vitdeploy.runtime.results import CameraResult
+from vitdeploy.heads import CameraResult, SetResult
+from vitdeploy.heads.results import class_name
 from vitdeploy.runtime.stats import Stats, set_latencies_ms
 from vitdeploy.runtime.sync import CameraSlot, FrameSet
 
@@ -41,11 +42,20 @@ class Sink(abc.ABC):
 
 # ---- JSON Lines -------------------------------------------------------------------------------
 
+def camera_results(fs: FrameSet) -> list[CameraResult | None]:
+    """The set's result per camera (None where there is none, and for every camera when a
+    rig-level head answered for the whole set)."""
+    if fs.results is None or isinstance(fs.results, SetResult):
+        return [None] * len(fs.slots)
+    return fs.results
+
+
 def set_record(fs: FrameSet, *, class_names: list[str], budget_ms: float) -> dict:
     """One JSON object per frame set: per-camera capture time (monotonic s), frame index, health
     and results (boxes in frame pixels), the missing cameras, skew, stage timestamps (monotonic s)
-    and latencies (ms), and whether the end-to-end latency missed the budget."""
-    results = fs.results or [None] * len(fs.slots)
+    and latencies (ms), and whether the end-to-end latency missed the budget. A rig-level head's
+    answer for the whole set is under ``results`` beside ``cameras``."""
+    results = camera_results(fs)
     cameras = []
     for slot, result in zip(fs.slots, results, strict=True):
         cameras.append({
@@ -57,7 +67,7 @@ def set_record(fs: FrameSet, *, class_names: list[str], budget_ms: float) -> dic
             "results": [] if slot.missing or result is None else result.to_records(class_names),
         })
     latency = set_latencies_ms(fs)
-    return {
+    record = {
         "set": fs.index,
         "cameras": cameras,
         "missing": fs.missing,
@@ -66,6 +76,9 @@ def set_record(fs: FrameSet, *, class_names: list[str], budget_ms: float) -> dic
         "latency_ms": {k: round(v, 3) for k, v in latency.items()},
         "deadline_miss": latency.get("end_to_end", 0.0) > budget_ms,
     }
+    if isinstance(fs.results, SetResult):
+        record["results"] = fs.results.to_records(class_names)
+    return record
 
 
 class JsonlSink(Sink):
@@ -132,7 +145,7 @@ def annotate(slot: CameraSlot, result: CameraResult | None, *, class_names: list
             x1, y1, x2, y2 = (int(round(v)) for v in (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy))
             color = _color(int(label))
             cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thick)
-            name = class_names[label] if 0 <= label < len(class_names) else str(int(label))
+            name = class_name(class_names, label)
             cv2.putText(canvas, f"{name} {score:.2f}", (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX,
                         font_scale, color, thick, cv2.LINE_AA)
     if result is not None and result.classes and not slot.missing:
@@ -168,7 +181,7 @@ class VideoSink(Sink):
         return self._writers[key]
 
     def write(self, fs: FrameSet) -> None:
-        results = fs.results or [None] * len(fs.slots)
+        results = camera_results(fs)
         if not self.mosaic:
             for slot, result in zip(fs.slots, results, strict=True):
                 writer, size = self._writer(f"video_{slot.camera}", slot.image.shape[:2])

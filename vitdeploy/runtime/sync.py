@@ -53,7 +53,7 @@ class FrameSet:
     batch: np.ndarray | None = None  # (N, 3, h, w) model input
     letterboxes: list[Any] | None = None
     outputs: dict[str, np.ndarray] | None = None
-    results: list[Any] | None = None  # per camera, from vitdeploy.runtime.results
+    results: Any = None  # a head's decode: a CameraResult per camera, or a rig-level SetResult
 
     @property
     def cameras(self) -> list[str]:

@@ -7,7 +7,7 @@ how it trained compared with learned queries).
 
 Raw tensors out: ``logits`` (B, Q, num_classes + 1), the last class meaning "no object", and
 ``boxes`` (B, Q, 4) as (cx, cy, w, h) in 0..1 of the model input. Turning them into pixel boxes
-with a score threshold is post-processing (``vitdeploy.runtime.postprocess``).
+with a score threshold is post-processing (``vitdeploy.heads``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SAM variants as small configs in a plain dict, the builder, and their zoo cards.
+"""SAM variants as small configs in a plain dict, and the builder (the zoo's ``sam-*`` cards use them).
 
 ``vit_b``/``vit_l``/``vit_h`` are the official sizes (their checkpoints load with no missing or
 unexpected keys); ``test`` is a tiny model with the same structure that exports in seconds.
@@ -6,9 +6,7 @@ unexpected keys); ``test`` is a tiny model with the same structure that exports 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from vitdeploy.errors import ModelNotFoundError
 from vitdeploy.models.sam.image_encoder import ImageEncoderViT
@@ -16,9 +14,6 @@ from vitdeploy.models.sam.mask_decoder import MaskDecoder
 from vitdeploy.models.sam.prompt_encoder import PromptEncoder
 from vitdeploy.models.sam.sam import Sam
 from vitdeploy.models.sam.transformer import TwoWayTransformer
-
-if TYPE_CHECKING:
-    from vitdeploy.models.zoo import ModelCard
 
 
 @dataclass(frozen=True)
@@ -83,25 +78,3 @@ def build_sam(variant: str, *, fused_attention: bool = True) -> Sam:
         ),
     )
     return model.eval()
-
-
-def register_sam(zoo: dict[str, ModelCard]) -> None:
-    """Add ``sam-vit-b``, ``sam-vit-l``, ``sam-vit-h`` and ``sam-vit-test`` to ``zoo``."""
-    from vitdeploy.models.zoo import ModelCard
-
-    for variant, config in SAM_VARIANTS.items():
-        name = "sam-vit-test" if variant == "test" else f"sam-{variant.replace('_', '-')}"
-        what = "tiny test model" if variant == "test" else f"Segment Anything ViT-{variant[-1].upper()}"
-        grid = config.image_embedding_size
-        zoo[name] = ModelCard(
-            name=name, head="sam", image_size=(config.image_size, config.image_size), patch_size=config.patch_size,
-            builder=functools.partial(build_sam, variant),
-            description=f"{what}: image encoder + point/box prompt decoder (official checkpoints load)",
-            class_names=(),
-            head_config={
-                "prompt_embed_dim": config.prompt_embed_dim,
-                "image_embedding_size": list(grid),
-                "mask_input_size": [4 * grid[0], 4 * grid[1]],
-                "multimask_outputs": config.num_multimask_outputs,
-            },
-        )

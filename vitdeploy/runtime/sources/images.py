@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from vitdeploy.data.frames import IMAGE_SUFFIXES, images_in, read_image
 from vitdeploy.errors import DataError
 from vitdeploy.runtime.sources.base import FrameError, Source
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class ImageFolderSource(Source):
@@ -30,7 +28,7 @@ class ImageFolderSource(Source):
     def _open(self) -> None:
         if not self.folder.is_dir():
             raise DataError(f"image folder {self.folder} does not exist")
-        self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self._files = images_in(self.folder)
         if not self._files:
             raise DataError(f"image folder {self.folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
         self._next = 0
@@ -42,7 +40,7 @@ class ImageFolderSource(Source):
             self._next = 0
         path = self._files[self._next]
         self._next += 1
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FrameError(f"cannot decode {path.name}")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        try:
+            return read_image(path)
+        except DataError as exc:
+            raise FrameError(f"cannot decode {path.name}") from exc

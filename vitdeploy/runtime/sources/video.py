@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vitdeploy.data.frames import open_video, read_video_frame
 from vitdeploy.errors import DataError
 from vitdeploy.runtime.sources.base import Source
 
@@ -24,21 +25,14 @@ class VideoFileSource(Source):
         return f"video {self.path}" + (" (loop)" if self.loop else "")
 
     def _open(self) -> None:
-        if not self.path.is_file():
-            raise DataError(f"video file {self.path} does not exist")
-        cap = cv2.VideoCapture(str(self.path))
-        if not cap.isOpened():
-            raise DataError(f"OpenCV cannot open video {self.path}; is it a video file OpenCV can decode?")
-        self._cap = cap
+        self._cap = open_video(self.path)
 
     def _read(self) -> np.ndarray | None:
-        ok, bgr = self._cap.read()
-        if not ok and self.loop:
+        frame = read_video_frame(self._cap)
+        if frame is None and self.loop:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, bgr = self._cap.read()
-        if not ok:
-            return None
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            frame = read_video_frame(self._cap)
+        return frame
 
     def _close(self) -> None:
         if self._cap is not None:

@@ -1,6 +1,6 @@
-"""Task-level agreement: detection mAP, mask IoU and top-1 agreement.
+"""The metric math: detection mAP, mask IoU and top-1 agreement.
 
-Calibration uses these to compare a low-precision graph with its FP32 original (the FP32
+Calibration uses these (through a head's ``agreement``) to compare a low-precision graph with its FP32 original (the FP32
 predictions play the ground truth); ``vitdeploy eval`` uses them against real labels. Detection
 AP is computed by faster-coco-eval (the COCO protocol: 101-point interpolated AP, IoU thresholds
 0.50:0.05:0.95, up to 100 detections per image), never by hand, so the figures mean what a
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitdeploy.errors import DataError
-from vitdeploy.runtime.postprocess import Detections
+from vitdeploy.heads.results import Detections
 
 #: How many detections per image COCO AP considers.
 MAX_DETECTIONS = 100

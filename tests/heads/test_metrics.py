@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from vitdeploy.errors import DataError
-from vitdeploy.evaluation.metrics import detection_map, mask_iou, mean_mask_iou, top1_agreement
-from vitdeploy.runtime.postprocess import Detections
+from vitdeploy.heads import Detections
+from vitdeploy.heads.metrics import detection_map, mask_iou, mean_mask_iou, top1_agreement
 
 SIZE = (100, 200)
 

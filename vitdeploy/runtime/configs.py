@@ -35,6 +35,17 @@ class Configuration:
         return f"{self.backend} {self.precision.value} x{self.cameras}"
 
 
+def default_backends(bundle: Bundle) -> list[str]:
+    """The backends a benchmark runs when none are named: onnxruntime and torch, and tensorrt when
+    the bundle has engines."""
+    return ["onnxruntime", "torch"] + (["tensorrt"] if bundle.manifest.engines else [])
+
+
+def default_cameras(bundle: Bundle) -> list[int]:
+    """The camera counts a benchmark runs when none are named: 1 and min(6, the bundle's maximum)."""
+    return sorted({1, min(6, bundle.manifest.max_cameras)})
+
+
 def bundle_precisions(bundle: Bundle, backend: str) -> list[Precision]:
     """The precisions ``backend`` can run for this bundle without being told: for onnxruntime the
     ONNX variants in the bundle, for tensorrt the good engines, for torch FP32 (the model itself;
@@ -66,11 +77,14 @@ def parse_cameras(values: list[str]) -> list[int]:
     return list(dict.fromkeys(out))
 
 
-def plan(bundle: Bundle, *, backends: list[str], precisions: list[Precision] | None,
-         cameras: list[int] = (1,), device: str | None = None) -> list[Configuration]:
-    """Every backend x precision x camera count. ``precisions`` None: each backend's
+def plan(bundle: Bundle, *, backends: list[str] | None = None, precisions: list[Precision] | None = None,
+         cameras: list[int] | None = None, device: str | None = None) -> list[Configuration]:
+    """Every backend x precision x camera count. ``backends`` None: ``default_backends``;
+    ``cameras`` None: ``default_cameras``; ``precisions`` None: each backend's
     ``bundle_precisions``; given explicitly, every backend is tried at every one (the ones it cannot
     run are reported as skipped)."""
+    backends = default_backends(bundle) if backends is None else backends
+    cameras = default_cameras(bundle) if cameras is None else cameras
     if not backends:
         raise DataError("no backend to run; e.g. --backend onnxruntime")
     out = []

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from vitdeploy.errors import DataError
-from vitdeploy.evaluation.datasets import BACKGROUND
+
+#: The class index of a pixel that belongs to no class in a semantic map.
+BACKGROUND = 255
 
 
 class SemanticIoU:
