@@ -9,7 +9,8 @@ function counts: it is still a dependency, only a later one). The rules:
 * ``calibration``, ``tensorrt`` and the runtime's backends never import ``models``;
 * a backend never imports another backend;
 * only ``cli`` turns errors into exit codes (``sys.exit``, ``SystemExit``, ``typer.Exit``);
-* TensorRT and pycuda are imported inside functions only (DESIGN.md decision 3);
+* TensorRT and pycuda are imported inside functions only (DESIGN.md decision 3), and the contract
+  rooms (heads, bundle, errors) import nothing but the standard library and numpy when imported;
 * head kinds are compared and tabulated only in ``vitdeploy/heads`` (every other stage asks the
   head object);
 * no file over ``MAX_FILE_LINES`` lines and no function over ``MAX_FUNCTION_LINES`` lines (its
@@ -191,6 +192,15 @@ def test_every_exception_is_still_needed():
         within(name, a) and _exits(tree) for name, tree in modules().items())}
     used |= {(a, b) for (a, b) in EXCEPTIONS for i in imports() if within(i.importer, a) and within(i.imported, b)}
     assert set(EXCEPTIONS) == used, f"exceptions that no longer happen: {sorted(set(EXCEPTIONS) - used)}"
+
+
+def test_the_contract_rooms_are_light():
+    import sys
+
+    heavy = [f"{i.importer}:{i.line} imports {i.imported}" for i in imports()
+             if room(i.importer) in CONTRACTS and not i.lazy and room(i.imported) is None
+             and i.imported.split(".")[0] not in (*sys.stdlib_module_names, "numpy", "vitdeploy", "__future__")]
+    assert not heavy, "contract rooms import these when imported (import them inside the function):\n" + "\n".join(heavy)
 
 
 def _kinds_in(node: ast.AST) -> set[str]:

@@ -43,7 +43,7 @@ def test_build_writes_the_plan_and_records_provenance_and_golden(bundle, monkeyp
     assert saved.manifest.engines == [e]
     assert e.onnx_sha256 == saved.manifest.graph().variant("fp32").sha256
     assert (bundle.path / GOLDEN_FILE).is_file()
-    assert not [p.name for p in bundle.iterdir() if p.name.startswith(".")]  # no temporaries
+    assert not [p.name for p in bundle.path.iterdir() if p.name.startswith(".")]  # no temporaries
 
     # the backend opens what was built, for this machine
     with trt_backend.from_bundle(saved) as backend:
@@ -97,7 +97,7 @@ def test_a_rejected_variant_is_not_built(bundle, monkeypatch):
     b.save()
     with pytest.raises(BuildError, match=r"marked rejected.*vitdeploy calibrate"):
         build_engines(bundle.path, BuildOptions())
-    assert not list(bundle.glob("*.plan"))
+    assert not list(bundle.path.glob("*.plan"))
 
 
 def test_fp16_is_calibrated_first_then_built(bundle, monkeypatch, invoke):

@@ -43,7 +43,7 @@ def test_build_each_precision_checks_golden_and_records_provenance(trt, bundle, 
     assert e.onnx_sha256 == b.manifest.graph().variant(precision).sha256
     assert [x.file for x in b.manifest.engines] == [e.file]  # recorded in the manifest
     assert cache.stat().st_size > 0 and (bundle.path / GOLDEN_FILE).is_file()
-    assert not [p for p in bundle.iterdir() if p.name.startswith(".")]  # no temporaries left
+    assert not [p for p in bundle.path.iterdir() if p.name.startswith(".")]  # no temporaries left
 
     from vitdeploy.runtime.backends.tensorrt import from_bundle
 

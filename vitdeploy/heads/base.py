@@ -25,6 +25,10 @@ from vitdeploy.heads.truth import TruthScorer
 Decoded = list[CameraResult] | SetResult
 
 
+def _shapes(shapes: Mapping[str, Sequence[int | str]]) -> str:
+    return ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
+
+
 class Head:
     """Base of the head kinds. Subclasses set the class attributes and implement ``outputs`` and
     whichever of ``decode``, ``compare_to`` and ``truth_scorer`` their kind supports.
@@ -106,9 +110,8 @@ class Head:
                                              for w, h in zip(want, have, strict=True)):
                 wrong.append(name)
         if wrong:
-            show = lambda d: ", ".join(f"{k} {d[k]}" for k in d)  # noqa: E731
-            raise BundleError(f"the outputs do not fit a {self.describe()} head: expected {show(expected)}; "
-                              f"got {show(got)}")
+            raise BundleError(f"the outputs do not fit a {self.describe()} head: expected {_shapes(expected)}; "
+                              f"got {_shapes(got)}")
 
     def check_present(self, outputs: Mapping[str, np.ndarray], *, needed: Sequence[str]) -> None:
         missing = [n for n in needed if n not in outputs]
