@@ -93,3 +93,13 @@ def test_compare_prints_ratios(invoke, tmp_path):
     assert "0.250" in r.output and "4.000" in r.output  # p50 B/A, and sets/s B/A
     r = invoke("bench", "--compare", write("a.json", 20.0), tmp_path / "missing.json")
     assert r.exit_code == 1 and "does not exist" in r.output
+
+
+def test_a_python_caller_gets_the_cli_defaults(bundle):
+    """bench_bundle builds the torch model itself (as `vitdeploy bench` does) when not given one."""
+    from vitdeploy.bench import BenchSettings, bench_bundle, plan
+
+    report = bench_bundle(bundle, plan(bundle, backends=["torch"], cameras=[1]), BenchSettings(warmup=0, iterations=2))
+    [result] = report.results
+    assert result.ok, result.reason
+    assert report.bundle["head"] == "detr"
