@@ -21,6 +21,7 @@ import enum
 import cv2
 import numpy as np
 
+from vitdeploy.data.frames import decode_image
 from vitdeploy.errors import DataError
 
 
@@ -105,11 +106,11 @@ def message_image(kind: ImageMessageType, message: object) -> tuple[int | None, 
 def decode_compressed(data: bytes | np.ndarray) -> np.ndarray:
     """A JPEG, PNG or WebP payload as an (H, W, 3) uint8 RGB image (16-bit PNGs scaled to 8 bits,
     grey ones expanded to 3 channels). The one place recordings decode compressed images."""
-    buf = np.frombuffer(data, np.uint8)
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    if bgr is None:
-        raise CorruptFrameError(f"a {buf.size}-byte compressed image payload cannot be decoded as JPEG, PNG or WebP")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    image = decode_image(data)  # the frame readers every command shares (vitdeploy.data.frames)
+    if image is None:
+        size = len(data) if isinstance(data, bytes | bytearray) else np.asarray(data).size
+        raise CorruptFrameError(f"a {size}-byte compressed image payload cannot be decoded as JPEG, PNG or WebP")
+    return image
 
 
 def encode_compressed(image: np.ndarray, *, fmt: str, jpeg_quality: int = 90) -> bytes:
