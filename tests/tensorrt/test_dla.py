@@ -9,11 +9,9 @@ import shutil
 import pytest
 from cuda_fakes import FakePycuda
 from trt_fakes import FakeTensorRT, install
-from typer.testing import CliRunner
 
 from vitdeploy.bundle import Bundle, Precision, Status, Variant
 from vitdeploy.bundle.manifest import Graph, Manifest, Preprocessing, TensorSpec
-from vitdeploy.cli.app import app
 from vitdeploy.errors import BackendError
 from vitdeploy.runtime.backends import tensorrt as trt_backend
 from vitdeploy.tensorrt.build import BuildOptions, build_engines
@@ -80,17 +78,19 @@ def test_layer_placement_from_the_engine_inspector():
 
 
 # ---- the build and the trtexec line ---------------------------------------------------------------
+BUNDLE_CAMERAS = 4  # the shared ``bundle`` fixture's camera range: 1..4
+
+
 @pytest.fixture
-def bundle(exported, tmp_path):
-    """vit-test-detr (cameras 1..4) with a stand-in FP16 variant: the FP32 graph registered as fp16
-    (the fake TensorRT runs whatever ONNX it is given; DLA refuses FP32 before anything else)."""
-    dst = tmp_path / "b"
-    shutil.copytree(exported("vit-test-detr", max_cameras=4).path, dst)
-    b = Bundle.open(dst)
+def dla_bundle(bundle):
+    """The shared vit-test-detr bundle (cameras 1..4) with a stand-in FP16 variant: the FP32 graph
+    registered as fp16 (the fake TensorRT runs whatever ONNX it is given; DLA refuses FP32 before
+    anything else). Its folder."""
+    dst = bundle.path
     shutil.copy(dst / "model.onnx", dst / "model.fp16.onnx")
     sha = hashlib.sha256((dst / "model.fp16.onnx").read_bytes()).hexdigest()
-    b.manifest.graph().set_variant(Variant(Precision.FP16, "model.fp16.onnx", sha))
-    b.save()
+    bundle.manifest.graph().set_variant(Variant(Precision.FP16, "model.fp16.onnx", sha))
+    bundle.save()
     return dst
 
 
@@ -101,15 +101,15 @@ def _fake(monkeypatch, version=DLA_TRT, **kwargs):
     return trt
 
 
-def test_print_trtexec_for_dla_prints_static_shapes(no_tensorrt, bundle):
-    r = CliRunner().invoke(app, ["build", str(bundle), "--fp16", "--dla-core", "0", "--print-trtexec",
-                                 "--trt-version", "11"])
+def test_print_trtexec_for_dla_prints_static_shapes(invoke, no_tensorrt, dla_bundle):
+    r = invoke("build", str(dla_bundle), "--fp16", "--dla-core", "0", "--print-trtexec",
+               "--trt-version", "11")
     assert r.exit_code == 0, r.output
     for shapes in ("--minShapes=images:4x3x64x96", "--optShapes=images:4x3x64x96", "--maxShapes=images:4x3x64x96"):
         assert shapes in r.output  # was min 1 / opt 4 / max 4
     assert "--useDLACore=0" in r.output and "--allowGPUFallback" in r.output
-    r = CliRunner().invoke(app, ["build", str(bundle), "--fp16", "--dla-core", "0", "--print-trtexec",
-                                 "--trt-version", "11", "--max-cameras", "2"])
+    r = invoke("build", str(dla_bundle), "--fp16", "--dla-core", "0", "--print-trtexec",
+               "--trt-version", "11", "--max-cameras", "2")
     assert r.exit_code == 0 and "--minShapes=images:2x3x64x96" in r.output
 
 
@@ -119,15 +119,15 @@ def test_print_trtexec_for_dla_prints_static_shapes(no_tensorrt, bundle):
     (["--fp16", "--dla-core", "0", "--trt-version", "11", "--min-cameras", "1", "--max-cameras", "3"],
      "a DLA engine runs one camera count"),
 ])
-def test_print_trtexec_refuses_what_dla_cannot_build(no_tensorrt, bundle, args, message):
-    r = CliRunner().invoke(app, ["build", str(bundle), "--print-trtexec", *args])
+def test_print_trtexec_refuses_what_dla_cannot_build(invoke, no_tensorrt, dla_bundle, args, message):
+    r = invoke("build", str(dla_bundle), "--print-trtexec", *args)
     assert r.exit_code == 1 and message in r.output, r.output
 
 
-def test_a_dla_build_is_static_detailed_and_counts_its_dla_layers(bundle, monkeypatch):
+def test_a_dla_build_is_static_detailed_and_counts_its_dla_layers(dla_bundle, monkeypatch):
     trt = _fake(monkeypatch, dla_cores=2)
     options = BuildOptions(precision=Precision.FP16, max_cameras=3, settings=BuilderSettings(dla_core=1))
-    [r] = build_engines(bundle, options)
+    [r] = build_engines(dla_bundle, options)
     e = r.engine
     assert r.passed and e.status is Status.GOOD and e.dla_core == 1 and e.dla_layers == 1
     assert e.file == "model.fp16.orin-sm87-dla1.plan" and e.profile == {"cameras": [3, 3, 3]}
@@ -135,29 +135,29 @@ def test_a_dla_build_is_static_detailed_and_counts_its_dla_layers(bundle, monkey
     assert set(e.golden["cases"]) == {"cameras=3"}
     assert (e.sm_count, e.gpu_memory_mib) == (16, 61 * 1024)  # the module is recorded with the chip
     with pytest.raises(BackendError, match="CUDA graphs and DLA offloading are not simultaneously supported"):
-        trt_backend.from_bundle(Bundle.open(bundle), precision="fp16", cuda_graphs=True)
-    with trt_backend.from_bundle(Bundle.open(bundle), precision="fp16") as backend:
+        trt_backend.from_bundle(Bundle.open(dla_bundle), precision="fp16", cuda_graphs=True)
+    with trt_backend.from_bundle(Bundle.open(dla_bundle), precision="fp16") as backend:
         assert backend.dim_ranges == {"cameras": (3, 3)}
 
 
-def test_a_dla_engine_with_no_layer_on_the_dla_is_marked_failed_and_refused(bundle, monkeypatch):
+def test_a_dla_engine_with_no_layer_on_the_dla_is_marked_failed_and_refused(dla_bundle, monkeypatch):
     _fake(monkeypatch, dla_cores=2, dla_runs=False)
-    [r] = build_engines(bundle, BuildOptions(precision=Precision.FP16, settings=BuilderSettings(dla_core=0)))
+    [r] = build_engines(dla_bundle, BuildOptions(precision=Precision.FP16, settings=BuilderSettings(dla_core=0)))
     assert not r.passed and r.golden.passed  # the numbers are right: it just all ran on the GPU
     assert r.engine.status is Status.FAILED and r.engine.dla_layers == 0
     assert "no layer runs on the DLA" in r.placement.summary()
     with pytest.raises(BackendError, match="DLA core 0: no layer runs on the DLA"):
-        trt_backend.from_bundle(Bundle.open(bundle), precision="fp16")
+        trt_backend.from_bundle(Bundle.open(dla_bundle), precision="fp16")
 
 
 @pytest.mark.parametrize(("version", "cores", "message"), [
     ("10.3.0.30", 2, "documented from TensorRT 11.4.1"),  # JetPack 6's TensorRT
     (DLA_TRT, 0, "has no DLA"),  # a Thor
 ])
-def test_dla_builds_that_cannot_work_are_refused_before_anything_is_written(bundle, monkeypatch, version, cores,
+def test_dla_builds_that_cannot_work_are_refused_before_anything_is_written(dla_bundle, monkeypatch, version, cores,
                                                                             message):
     _fake(monkeypatch, version, dla_cores=cores)
-    manifest = (bundle / "manifest.json").read_bytes()
+    manifest = (dla_bundle / "manifest.json").read_bytes()
     with pytest.raises(BuildError, match=message):
-        build_engines(bundle, BuildOptions(precision=Precision.FP16, settings=BuilderSettings(dla_core=0)))
-    assert (bundle / "manifest.json").read_bytes() == manifest and not list(bundle.glob("*.plan"))
+        build_engines(dla_bundle, BuildOptions(precision=Precision.FP16, settings=BuilderSettings(dla_core=0)))
+    assert (dla_bundle / "manifest.json").read_bytes() == manifest and not list(dla_bundle.glob("*.plan"))
