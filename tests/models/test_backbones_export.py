@@ -13,10 +13,12 @@ import torch
 import transformers
 from backbone_sources import dinov2_keys, random_weights, timm_vit_keys
 
+from vitdeploy.bundle import HeadSpec
 from vitdeploy.bundle.manifest import Preprocessing
 from vitdeploy.exporter.onnx_export import export_graph
 from vitdeploy.exporter.parity import check_parity
 from vitdeploy.exporter.perception_graphs import perception_graph_spec
+from vitdeploy.heads import make_head
 from vitdeploy.models import load_backbone
 from vitdeploy.models.heads.cls import ClsHead
 from vitdeploy.models.model import PerceptionModel
@@ -71,7 +73,8 @@ def test_loaded_encoder_exports_with_parity(tmp_path, layout):
     model = PerceptionModel(encoder=encoder, head=ClsHead(encoder.embed_dim, num_classes=5), head_type="cls").eval()
     with torch.no_grad():
         before = model(torch.ones(1, 3, *size))["logits"]
-    spec = perception_graph_spec(model, head="cls", image_size=size, max_cameras=3,
+    head = make_head(HeadSpec("cls", config={"num_classes": 5}), image_size=size)
+    spec = perception_graph_spec(model, head=head, image_size=size, max_cameras=3,
                                  preprocessing=Preprocessing(image_size=size))
     with torch.no_grad():  # baking the position embedding for ``size`` changes nothing at that size
         assert torch.allclose(model(torch.ones(1, 3, *size))["logits"], before, atol=1e-5)

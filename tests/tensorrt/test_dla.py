@@ -10,7 +10,7 @@ import pytest
 from cuda_fakes import FakePycuda
 from trt_fakes import FakeTensorRT, install
 
-from vitdeploy.bundle import Bundle, Precision, Status, Variant
+from vitdeploy.bundle import Bundle, HeadSpec, Precision, Status, Variant
 from vitdeploy.bundle.manifest import Graph, Manifest, Preprocessing, TensorSpec
 from vitdeploy.errors import BackendError
 from vitdeploy.runtime.backends import tensorrt as trt_backend
@@ -24,7 +24,7 @@ DETR = Graph(name="model", inputs=[TensorSpec("images", "float32", ["cameras", 3
              outputs=[TensorSpec("logits", "float32", ["cameras", 10, 7])])
 DECODER = Graph(name="prompt_decoder", inputs=[TensorSpec("points", "float32", ["cameras", "points", 2])],
                 outputs=[TensorSpec("masks", "float32", ["cameras", 3, 64, 64])])
-MANIFEST = Manifest(model="m", head="detr", parameters=1, image_size=(64, 96), patch_size=16, max_cameras=6,
+MANIFEST = Manifest(model="m", head=HeadSpec("detr"), parameters=1, image_size=(64, 96), patch_size=16, max_cameras=6,
                     opset=18, preprocessing=Preprocessing(image_size=(64, 96)), graphs=[DETR, DECODER])
 DLA_TRT = "11.4.1.20"  # the first release documenting strongly typed networks on DLA
 
