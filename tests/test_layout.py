@@ -34,10 +34,10 @@ import vitdeploy
 PACKAGE = Path(vitdeploy.__file__).parent
 
 #: Rooms from the top (may import everything below) to the bottom (imports nothing of vitdeploy).
-ROOMS = ("cli", "demo", "replay", "bench", "evaluation", "calibration", "exporter", "tensorrt", "runtime", "data",
-         "models", "heads", "bundle", "errors")
+ROOMS = ("cli", "demo", "replay", "bench", "doctor", "evaluation", "calibration", "exporter", "tensorrt", "runtime", "data",
+         "models", "heads", "bundle", "extras", "errors")
 #: The rooms ``models`` may import besides itself.
-CONTRACTS = ("heads", "bundle", "errors")
+CONTRACTS = ("heads", "bundle", "extras", "errors")
 #: Rooms that work on ONNX files and the manifest, never on the PyTorch models.
 NO_MODELS = ("calibration", "tensorrt", "vitdeploy.runtime.backends")
 #: Modules of vitdeploy.runtime.backends that are not backends themselves.

@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from vitdeploy.cli.console import console, err_console, handles_errors, parse_list
+from vitdeploy.extras import require_command
 
 EPILOG = (
     "Examples:\n\n"
@@ -68,6 +69,7 @@ def calibrate(
         "--auto-fallback", help="Keep the worst layer groups in high precision until --min-agreement holds.")] = False,
 ) -> None:
     """Write model.fp16.onnx or model.int8.onnx (Q/DQ) beside model.onnx and prove its accuracy vs FP32."""
+    require_command("calibrate")
     from vitdeploy.calibration import (
         CalibrationMethod,
         CalibrationOptions,

@@ -1,7 +1,8 @@
 """What every command shares: the consoles, the error boundary, and option parsers.
 
 Only the CLI turns a ``VitDeployError`` into an exit code (DESIGN.md): ``@handles_errors`` prints
-the one-line message without a traceback and exits 1; Ctrl-C exits 130.
+the one-line message without a traceback and exits 1; Ctrl-C exits 130. An import of a library an
+extra brings that fails where no up-front check foresaw it says which extra to install, the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from vitdeploy.errors import VitDeployError
+from vitdeploy.extras import error_for_missing_module
 
 console = Console()
 err_console = Console(stderr=True)
@@ -27,7 +29,13 @@ def handles_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except ModuleNotFoundError as exc:
+                missing = error_for_missing_module(exc, needed_by="this command")
+                if missing is None:
+                    raise
+                raise missing from exc
         except VitDeployError as exc:
             # escape: messages quote things like pip install "vitdeploy[tensorrt]" that are not markup
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

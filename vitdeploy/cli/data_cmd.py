@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vitdeploy.cli.console import console, handles_errors, parse_size
+from vitdeploy.extras import require_command
 
 SYNTH_EPILOG = (
     "Example:  vitdeploy data synth --out data/synth --frames 200 --cameras 6 --size 256x448 --seed 0 --stride 5"
@@ -40,6 +41,7 @@ def synth(
                                         "varied training data.")] = 1,
 ) -> None:
     """Render synthetic driving scenes with pixel-exact labels and write them as a COCO dataset."""
+    require_command("data synth")
     from vitdeploy.data.coco import load_coco, write_coco
 
     hw = parse_size(size, option="--size")
@@ -67,7 +69,7 @@ def info(
 ) -> None:
     """List a recording's topics: message types, counts, rates and time span; image topics marked."""
     import json
-    from datetime import UTC, datetime
+    from datetime import datetime, timezone
 
     from rich.table import Table
 
@@ -78,7 +80,7 @@ def info(
     if json_:
         console.out(json.dumps(found.to_dict(), indent=2), highlight=False)
         return
-    start = datetime.fromtimestamp(found.start_ns / 1e9, tz=UTC).isoformat(timespec="milliseconds")
+    start = datetime.fromtimestamp(found.start_ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
     messages = sum(t.count for t in found.topics)
     n = len(found.topics)
     console.print(f"[bold]{found.path}[/]: {found.format}, {n} topic{'s' * (n != 1)}, {messages} messages, "

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from vitdeploy.cli.console import console, handles_errors
+from vitdeploy.extras import require_command
 
 EPILOG = "Example:  vitdeploy demo --out runs/demo   (a second run reuses the bundle and re-measures)"
 
@@ -27,6 +28,7 @@ def demo(
 ) -> None:
     """Export the shipped demo-detr detector, make FP16 and INT8 versions, run a synthetic camera rig
     through the runtime at each precision, score each against ground truth, and print one table."""
+    require_command("demo")
     from vitdeploy.demo import run_demo
 
     with console.status("demo") as status:

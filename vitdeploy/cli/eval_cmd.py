@@ -13,6 +13,7 @@ from rich.table import Table
 
 from vitdeploy.cli.console import console, handles_errors, parse_list
 from vitdeploy.errors import VitDeployError
+from vitdeploy.extras import require_command
 
 EPILOG = (
     "Examples:\n\n"
@@ -41,6 +42,7 @@ def evaluate(
     """Score a bundle on labelled images: detection mAP@[.5:.95] and mAP@.5 (COCO, faster-coco-eval),
     segmentation mIoU (mask heads), classification top-1 — for every backend and precision, side by
     side with the FP32 ONNX graph and the PyTorch reference."""
+    require_command("eval")
     from vitdeploy.bundle import Bundle, Precision, atomic_write_text
     from vitdeploy.evaluation.datasets import open_dataset
     from vitdeploy.evaluation.evaluate import check_compatible, eval_plan, evaluate_bundle

@@ -10,6 +10,7 @@ import typer
 from vitdeploy.cli.console import console, handles_errors, parse_list, parse_size
 from vitdeploy.cli.report import print_export_summary
 from vitdeploy.errors import VitDeployError
+from vitdeploy.extras import require_command
 
 EPILOG = (
     "Examples:\n\n"
@@ -46,6 +47,7 @@ def export(
     channel_order: Annotated[str, typer.Option(help="With --fuse-preprocess: channel order of the frames, RGB or BGR.")] = "RGB",
 ) -> None:
     """Export MODEL to ONNX: one bundle folder with model.onnx and manifest.json, parity checked."""
+    require_command("export")
     from vitdeploy.exporter.export import ExportOptions, export_model
 
     options = ExportOptions(image_size=parse_size(image_size), max_cameras=max_cameras, opset=opset, tasks=tasks,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from vitdeploy.cli.console import console, handles_errors
+from vitdeploy.extras import require_command
 
 EPILOG = "Example:  vitdeploy models"
 
@@ -16,6 +17,7 @@ def _human(n: int) -> str:
 @handles_errors
 def models() -> None:
     """List the model zoo: names, parameters, default input size and head."""
+    require_command("models")
     from vitdeploy.models.zoo import ZOO
 
     table = Table(title="vitdeploy model zoo", show_lines=False)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from vitdeploy.cli.console import console, handles_errors, parse_size, warn_random_weights
 from vitdeploy.errors import VitDeployError
+from vitdeploy.extras import Extra, require, require_command
 
 EPILOG = (
     "Examples:\n\n"
@@ -42,6 +43,7 @@ def run(
 ) -> None:
     """Run a multi-camera rig through a bundle's model: sources -> sync -> preprocess -> backend ->
     postprocess -> JSONL / annotated video / live view, then print a latency summary."""
+    require_command("run")
     from vitdeploy.bundle import Bundle, Precision
     from vitdeploy.runtime.rig import VideoMode, load_rig, synthetic_rig
     from vitdeploy.runtime.run import RunOptions, resolve_bundle, run_rig
@@ -76,6 +78,7 @@ def run(
         out = Path("runs") / b.path.resolve().name
 
     if model_cfg.backend == "torch":
+        require(Extra.EXPORT, needed_by="the torch backend")
         warn_random_weights(b.manifest)
     console.print(f"[bold]{b.manifest.model}[/] on {model_cfg.backend} ({model_cfg.device or 'default device'}, "
                   f"{model_cfg.precision.value}), {len(the_rig.cameras)} cameras, "

@@ -53,6 +53,13 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
+def sample_photo() -> np.ndarray:
+    """A real photograph, (H, W, 3) uint8 RGB: Grace Hopper (a U.S. Navy photograph in the public
+    domain; the sample matplotlib ships, shipped here too so the car side needs no matplotlib). Export
+    parity and the engine golden check feed it: random inputs alone hide errors real images show."""
+    return read_image(Path(__file__).parent / "photos" / "grace_hopper.jpg")
+
+
 def open_video(path: Path) -> cv2.VideoCapture:
     """An opened OpenCV capture of the video file ``path``; a ``DataError`` when it cannot be opened."""
     path = Path(path)

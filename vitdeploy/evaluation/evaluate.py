@@ -263,5 +263,5 @@ def evaluate_bundle(bundle: Bundle, dataset: EvalDataset, *, configs: list[Confi
         dataset={"name": dataset.name, "task": dataset.task, "images": len(dataset),
                  "classes": list(dataset.class_names), "masks": _scores_masks(manifest, dataset)},
         machine=describe_machine(), results=[results[c] for c in configs],
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
 

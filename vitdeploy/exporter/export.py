@@ -68,7 +68,7 @@ class ExportResult:
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def default_preprocessing(head: Head, model: torch.nn.Module, image_size: tuple[int, int]) -> Preprocessing:

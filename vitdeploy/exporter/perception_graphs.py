@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from vitdeploy.bundle.manifest import CAMERA_AXIS, Preprocessing, TensorSpec
-from vitdeploy.data.frames import read_image
+from vitdeploy.data.frames import sample_photo
 from vitdeploy.exporter.fused_preprocess import FusedPreprocess, WithFusedPreprocess
 from vitdeploy.exporter.graphs import GraphSpec, ParityCase
 from vitdeploy.heads import Head
@@ -25,13 +25,6 @@ class OutputsAsTuple(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(images)
         return tuple(out[name] for name in self.model.output_names)
-
-
-def sample_photo() -> np.ndarray:
-    """A real photograph (matplotlib's sample of Grace Hopper), HxWx3 uint8 RGB."""
-    import matplotlib.cbook
-
-    return read_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
 def perception_graph_spec(model: nn.Module, *, head: Head, image_size: tuple[int, int], max_cameras: int,

@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from vitdeploy.bundle.manifest import Manifest
-from vitdeploy.models.zoo import get_card
+from vitdeploy.extras import Extra, require
+
+if TYPE_CHECKING:  # torch only where the model is built: the car side asks random_weights_warning without it
+    from torch import nn
 
 
 def random_weights_warning(manifest: Manifest) -> str | None:
@@ -25,7 +28,9 @@ def exported_model(manifest: Manifest) -> nn.Module:
     """Zoo model ``manifest.model`` with the weights the export used (``manifest.checkpoint``: a path,
     ``shipped:<file>``, or None for random weights) and its position embedding set for the
     manifest's input size, in eval mode."""
+    require(Extra.EXPORT, needed_by="the PyTorch model of a bundle (torch backend, reference)")
     from vitdeploy.models.checkpoint import load_checkpoint, load_shipped_weights
+    from vitdeploy.models.zoo import get_card
 
     model = get_card(manifest.model).build()
     checkpoint = manifest.checkpoint

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from vitdeploy.bundle import Bundle, Precision, Status
 from vitdeploy.errors import DataError
+from vitdeploy.extras import installed
 from vitdeploy.runtime.backends import BACKEND_KINDS
 
 
@@ -36,9 +37,10 @@ class Configuration:
 
 
 def default_backends(bundle: Bundle) -> list[str]:
-    """The backends a benchmark runs when none are named: onnxruntime and torch, and tensorrt when
-    the bundle has engines."""
-    return ["onnxruntime", "torch"] + (["tensorrt"] if bundle.manifest.engines else [])
+    """The backends a benchmark runs when none are named: onnxruntime, torch where it is installed
+    (not on the car side), and tensorrt when the bundle has engines."""
+    return (["onnxruntime"] + (["torch"] if installed("torch") else [])
+            + (["tensorrt"] if bundle.manifest.engines else []))
 
 
 def default_cameras(bundle: Bundle) -> list[int]:

@@ -16,7 +16,8 @@ from typing import Any
 
 #: Distributions whose versions a report records (those installed).
 LIBRARIES = ("vitdeploy", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "pycuda",
-             "nvidia-modelopt", "faster-coco-eval", "opencv-python-headless")
+             "cuda-python", "nvidia-modelopt", "faster-coco-eval", "opencv-python-headless", "opencv-python",
+             "typer", "rich")
 
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,11 @@ from typing import Any
 from vitdeploy.bundle.manifest import Precision
 from vitdeploy.errors import RigConfigError
 from vitdeploy.runtime.backends import BACKEND_KINDS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # JetPack 6 runs Python 3.10: tomli is the same parser (a core dependency there)
+    import tomli as tomllib
 
 
 class VideoMode(str, enum.Enum):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -168,7 +169,8 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: Run
             backend.close()
     if pipeline.error is not None:
         exc = pipeline.error
-        exc.add_note(f"(in the pipeline's {pipeline.error_stage} stage)")
+        if sys.version_info >= (3, 11):  # notes show in tracebacks; Python 3.10 has none, the error is the same
+            exc.add_note(f"(in the pipeline's {pipeline.error_stage} stage)")
         raise exc
     files = [f for sink in sinks for f in sink.files()]
     return stats.summary(dropped=pipeline.dropped, empty_ticks=sync.empty_ticks, stopped_by=stopped_by,

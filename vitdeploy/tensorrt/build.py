@@ -27,6 +27,7 @@ import numpy as np
 from vitdeploy.bundle import Bundle, Engine, Precision, Status, atomic_path, sha256_file
 from vitdeploy.bundle.manifest import Graph
 from vitdeploy.errors import MissingDependencyError
+from vitdeploy.extras import Extra, require
 from vitdeploy.tensorrt.agreement import GoldenReport, check_engine, task_check_for
 from vitdeploy.tensorrt.compat import (
     device_index,
@@ -120,6 +121,8 @@ def build_engines(bundle_path: str | Path, options: BuildOptions, *, device: str
     trt = import_tensorrt()
     check_dla_request(dla_core=options.settings.dla_core, precision=options.precision,
                       tensorrt_version=trt.__version__)
+    # before the build: the golden check after it preprocesses photographs with OpenCV
+    require(Extra.OPENCV, needed_by="the golden check of `vitdeploy build`")
     index = device_index(device)
     gpu = open_gpu(index)
     try:
@@ -187,7 +190,7 @@ def _build_one(trt, bundle: Bundle, graph: Graph, profile: Profile, machine: Mac
         file=name, graph=graph.name, precision=p, tensorrt_version=machine.tensorrt_version,
         cuda_version=machine.cuda_version, gpu_name=machine.gpu_name, compute_capability=machine.compute_capability,
         profile=profile.to_record(), onnx_sha256=onnx_sha, plan_sha256=hashlib.sha256(plan).hexdigest(),
-        build_seconds=round(seconds, 2), built_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        build_seconds=round(seconds, 2), built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         options=settings.to_record(), onnx_file=variant.file, version_compatible=settings.version_compatible,
         dla_core=settings.dla_core, sm_count=machine.sm_count, gpu_memory_mib=machine.memory_mib,
     )

@@ -123,13 +123,10 @@ def golden_inputs(bundle: Bundle, graph: Graph, dims: dict[str, int], *, seed: i
 def _photo_batch(cameras: int, preprocessing: Preprocessing) -> np.ndarray:
     """``cameras`` different views of one photograph, as the bundle's graph takes them: (N, 3, H, W)
     float32 preprocessed, or (N, Hs, Ws, 3) uint8 frames for fused preprocessing."""
-    import cv2
-    import matplotlib.cbook
-
+    from vitdeploy.data.frames import sample_photo
     from vitdeploy.runtime.preprocess import preprocess_frames, raw_frames
 
-    path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    photo = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    photo = sample_photo()
     frames = []
     for i in range(cameras):
         view = np.roll(photo, shift=i * photo.shape[1] // max(cameras, 1), axis=1)

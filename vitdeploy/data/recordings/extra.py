@@ -10,8 +10,9 @@ import importlib
 from types import ModuleType
 
 from vitdeploy.errors import MissingDependencyError
+from vitdeploy.extras import Extra, install_command
 
-INSTALL_HINT = 'pip install "vitdeploy[recordings]"'
+INSTALL_HINT = install_command([Extra.RECORDINGS])
 
 #: module -> the PyPI package that provides it, for the error message
 _PACKAGES = {

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from vitdeploy.bundle import Bundle, Precision
 from vitdeploy.errors import BackendError, MissingDependencyError
+from vitdeploy.extras import error_for_missing_module
 from vitdeploy.runtime.backends.base import Backend, Timing
 
 if TYPE_CHECKING:
@@ -40,8 +41,11 @@ def open_backend(kind: str, bundle: Bundle, *, precision: Precision | str = Prec
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise  # the backend's own dependency is missing: let its error speak
+        if exc.name != module_name:  # the backend's own library is missing: name its extra if one brings it
+            missing = error_for_missing_module(exc, needed_by=f"the {kind} backend")
+            if missing is None:
+                raise
+            raise missing from exc
         raise MissingDependencyError(f"the {kind} backend (vitdeploy.runtime.backends.{kind})",
                                      install='pip install "vitdeploy[tensorrt]" and a vitdeploy with the '
                                              f'{kind} backend') from None

@@ -10,11 +10,10 @@ build). ``VITDEPLOY_CUDA_LAYER=cuda-python`` (or ``pycuda``) chooses one explici
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 
 from vitdeploy.errors import BackendError, MissingDependencyError
+from vitdeploy.extras import Extra, install_command, installed
 from vitdeploy.tensorrt.cuda.layer import CudaLayer, DeviceBuffer, DeviceInfo, Event, HostBuffer, Stream
 
 __all__ = ["LAYERS", "CudaLayer", "DeviceBuffer", "DeviceInfo", "Event", "HostBuffer", "Stream",
@@ -23,9 +22,7 @@ __all__ = ["LAYERS", "CudaLayer", "DeviceBuffer", "DeviceInfo", "Event", "HostBu
 #: The CUDA layers, in the order they are tried.
 LAYERS = ("pycuda", "cuda-python")
 ENV = "VITDEPLOY_CUDA_LAYER"
-INSTALL_HINT = ('pip install "vitdeploy[tensorrt]" (TensorRT and cuda-python; on Jetson or DRIVE, the TensorRT '
-                'of JetPack/DriveOS instead: apt install python3-libnvinfer, then pip install cuda-python, or '
-                'pycuda on JetPack 6)')
+INSTALL_HINT = install_command([Extra.TENSORRT])
 # the module each layer needs, to tell "installed" from "not installed" without importing it
 _MODULES = {"pycuda": "pycuda.driver", "cuda-python": "cuda"}
 
@@ -40,13 +37,7 @@ def _wanted() -> tuple[str, ...]:
 
 
 def _installed(layer: str) -> bool:
-    top = _MODULES[layer].split(".")[0]
-    if top in sys.modules:  # imported already (or hidden with None, as tests do)
-        return sys.modules[top] is not None
-    try:
-        return importlib.util.find_spec(top) is not None
-    except (ImportError, ValueError):
-        return False
+    return installed(_MODULES[layer].split(".")[0])
 
 
 def cuda_layer_in_use() -> str:
