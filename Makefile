@@ -1,4 +1,5 @@
-# The two entry points of the README: `make demo` and `make test`. Both set up .venv first.
+# The two entry points of the README: `make demo` and `make test`. Both set up .venv first, with
+# everything a workstation runs (`.[all,dev]`); the car side is `pip install vitdeploy` alone.
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch is enough for everything but GPU benchmarks; pip takes it from a local
@@ -12,7 +13,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[all,dev]"
 	touch $@
 
 demo: setup

@@ -2,7 +2,9 @@
 
 ``exported(name, **options)`` is a session-cached export (read it, do not change it); ``bundle`` a
 fresh copy of the random-weight vit-test-detr bundle a test may change; ``invoke(*args)`` runs the
-CLI; ``unchanged(folder)`` asserts a command left a folder exactly as it was.
+CLI; ``unchanged(folder)`` asserts a command left a folder exactly as it was; ``hide(*modules)``
+makes modules look uninstalled. Nothing here imports torch unless it is installed: tests/carside
+and tests/doctor run on the core (car-side) install too.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-# Two cores in CI: one intra-op thread per test process keeps timings stable and avoids
-# oversubscription when onnxruntime and torch run side by side.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+from vitdeploy.extras import installed
+
+if installed("torch"):  # the car-side tests (tests/carside, tests/doctor) also run on a core install, without it
+    import torch
+
+    # Two cores in CI: one intra-op thread per test process keeps timings stable and avoids
+    # oversubscription when onnxruntime and torch run side by side.
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +96,18 @@ def unchanged():
         assert snapshot(folder) == before, f"{folder} changed"
 
     return check
+
+
+@pytest.fixture
+def hide(monkeypatch):
+    """hide(*modules): make ``import MODULE`` fail and ``vitdeploy.extras.installed`` say no, as on a
+    machine without them (a no-op for a module that is not installed anyway)."""
+
+    def hide_modules(*modules: str) -> None:
+        for name in modules:
+            monkeypatch.setitem(sys.modules, name, None)
+
+    return hide_modules
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ LIBRARIES: dict[Extra, tuple[Library, ...]] = {
                        Library("mcap-protobuf-support", ("mcap_protobuf",)),
                        Library("foxglove-schemas-protobuf", ("foxglove_schemas_protobuf",)),
                        Library("rosbags", ("rosbags",))),
-    Extra.OPENCV: (Library("OpenCV (Python module cv2)", ("cv2",)),),
+    Extra.OPENCV: (Library("OpenCV", ("cv2",)),),
 }
 
 #: The extras each command needs whatever its options (an option that needs more checks for itself:
@@ -79,8 +79,8 @@ COMMANDS: dict[str, tuple[Extra, ...]] = {
     "data info": (Extra.RECORDINGS,),
 }
 
-_JETPACK_OPENCV = ("on a Jetson use JetPack's OpenCV instead (built with GStreamer and the nvv4l2decoder hardware "
-                   "decoder): sudo apt install python3-opencv, and a venv made with --system-site-packages")
+_JETPACK_OPENCV = ("on a Jetson, JetPack's OpenCV instead, built with GStreamer and the nvv4l2decoder hardware decoder: "
+                   "sudo apt install python3-opencv, in a venv made with --system-site-packages")
 _JETPACK_TENSORRT = ("TensorRT and cuda-python; on Jetson or DRIVE, the TensorRT of JetPack/DriveOS instead: apt install "
                      "python3-libnvinfer, then pip install cuda-python, or pycuda on JetPack 6")
 
@@ -116,10 +116,11 @@ class MissingExtraError(MissingDependencyError):
     def __init__(self, *, needed_by: str, missing: dict[Extra, list[Library]]):
         names = list(dict.fromkeys(lib.name for libs in missing.values() for lib in libs))
         what = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
-        extras = ", ".join(e.value for e in missing)
+        extras = [e.value for e in missing]
+        extras_text = ", ".join(extras[:-1]) + f" and {extras[-1]}" if len(extras) > 1 else extras[0]
         install = install_command(missing)
-        Exception.__init__(self, f"{needed_by} needs {what} (the {extras} extra{'s' * (len(missing) > 1)}), which "
-                                 f"{'are' if len(names) > 1 else 'is'} not installed; install with: {install}")
+        Exception.__init__(self, f"{needed_by} needs {what} from the {extras_text} extra{'s' * (len(extras) > 1)}, "
+                                 f"which {'are' if len(names) > 1 else 'is'} not installed; install with: {install}")
         self.what, self.install, self.missing = what, install, missing
 
 

@@ -27,6 +27,7 @@ from vitdeploy.bench.machine import MemoryProbe
 from vitdeploy.bench.report import PHASES, BenchReport, ConfigResult, DeadlineResult
 from vitdeploy.bench.stats import Jitter, LatencyStats
 from vitdeploy.bundle import Bundle
+from vitdeploy.doctor import gather
 from vitdeploy.errors import BundleError, DataError, VitDeployError
 from vitdeploy.runtime.backends import DEFAULT_DEVICES, Backend, open_backend
 from vitdeploy.runtime.configs import Configuration
@@ -350,5 +351,6 @@ def bench_bundle(bundle: Bundle, configs: list[Configuration], settings: BenchSe
         bundle={"path": str(bundle.path), "model": m.model, "head": m.head.kind, "image_size": list(m.image_size),
                 "max_cameras": m.max_cameras, "precisions": sorted({v.precision.value for g in m.graphs
                                                                      for v in g.variants})},
-        machine=describe_machine(), settings=settings.to_dict(), results=results,
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        machine={**describe_machine(), "doctor": gather(open_gpu=False).to_dict()}, settings=settings.to_dict(),
+        results=results,
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))

@@ -157,7 +157,8 @@ class ConfigResult:
 @dataclass
 class BenchReport:
     """One `vitdeploy bench` run: ``bundle`` (path, model, head, input size), ``machine``
-    (``describe_machine()``), ``settings`` (warm-up, iterations or duration, deadline) and one
+    (``describe_machine()``, and under "doctor" what `vitdeploy doctor` reports: TensorRT, CUDA layer,
+    GPU, a Jetson's power mode and clocks, OpenCV, warnings), ``settings`` (warm-up, iterations or duration, deadline) and one
     ``ConfigResult`` per configuration, in the order they ran."""
 
     bundle: dict[str, Any]

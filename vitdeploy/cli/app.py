@@ -10,6 +10,7 @@ from vitdeploy.cli import (
     calibrate_cmd,
     data_cmd,
     demo_cmd,
+    doctor_cmd,
     eval_cmd,
     export_cmd,
     info_cmd,
@@ -28,7 +29,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """Ship Vision Transformer perception models to TensorRT."""
@@ -44,6 +44,7 @@ app.command("run", epilog=run_cmd.EPILOG)(run_cmd.run)
 app.command("bench", epilog=bench_cmd.EPILOG)(bench_cmd.bench)
 app.command("eval", epilog=eval_cmd.EPILOG)(eval_cmd.evaluate)
 app.command("demo", epilog=demo_cmd.EPILOG)(demo_cmd.demo)
+app.command("doctor", epilog=doctor_cmd.EPILOG)(doctor_cmd.doctor)
 
 
 def main() -> None:

@@ -12,8 +12,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vitdeploy.cli.console import console, handles_errors, parse_list, warn_random_weights
+from vitdeploy.cli.console import console, err_console, handles_errors, parse_list, warn_random_weights
 from vitdeploy.errors import VitDeployError
+from vitdeploy.extras import Extra, require, require_command
 
 EPILOG = (
     "Examples:\n\n"
@@ -61,6 +62,9 @@ def bench(
         return
     if bundle is None:
         raise VitDeployError("give a BUNDLE folder to measure (or --compare A.json B.json)")
+    require_command("bench")
+    if plot is not None:  # before measuring, not after
+        require(Extra.PLOTS, needed_by="`vitdeploy bench --plot`")
     from vitdeploy.bench import BenchSettings, Deadline, bench_bundle, plan
     from vitdeploy.bench.report import to_markdown
     from vitdeploy.bundle import Bundle, Precision, atomic_write_text
@@ -151,6 +155,8 @@ def _print_report(report) -> None:
         if not r.ok:
             console.print(f"[yellow]skipped[/] {r.config.label}: {escape(r.reason or '')}", soft_wrap=True)
     console.print(f"machine: {escape(machine_line(report.machine))}", soft_wrap=True)
+    for warning in (report.machine.get("doctor") or {}).get("warnings", []):  # as `vitdeploy doctor` says them
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True, highlight=False)
 
 
 def _compare(a_path: Path, b_path: Path) -> None:
