@@ -68,6 +68,7 @@ def info(
     json_: Annotated[bool, typer.Option("--json", help="Print the listing as JSON.")] = False,
 ) -> None:
     """List a recording's topics: message types, counts, rates and time span; image topics marked."""
+    require_command("data info")
     import json
     from datetime import datetime, timezone
 

@@ -43,7 +43,8 @@ def _print(facts) -> None:
     say(f"TensorRT: {t.tensorrt or 'no'}" + (f" ({escape(t.tensorrt_note)})" if t.tensorrt_note else ""))
     runtime = f", CUDA runtime {t.cuda_runtime}" if t.cuda_runtime else ""
     version = f" {t.cuda_layer_version}" if t.cuda_layer_version else ""
-    say(f"CUDA layer: {escape(t.cuda_layer)}{version}{runtime}")
+    layer = t.cuda_layer.split("; pip install")[0] + (")" if "; pip install" in t.cuda_layer else "")  # build's row says how
+    say(f"CUDA layer: {escape(layer)}{version}{runtime}")
     for g in facts.gpus:
         extra = [f"sm {g.compute_capability}" if g.compute_capability else "compute capability unknown"]
         extra += [f"{g.sm_count} SMs"] if g.sm_count else []
