@@ -48,6 +48,7 @@ __all__ = [
     "atomic_write_text",
     "ensure_writable_dir",
     "sha256_file",
+    "variant_verdict",
 ]
 
 
@@ -80,8 +81,13 @@ class Bundle:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def onnx_path(self, precision: Precision | str = Precision.FP32, graph: str | None = None) -> Path:
-        """The ONNX file of ``graph`` at ``precision``; an error names what the bundle has instead."""
+    def onnx_path(self, precision: Precision | str = Precision.FP32, graph: str | None = None, *,
+                  allow_rejected: bool = False) -> Path:
+        """The ONNX file of ``graph`` at ``precision``; an error names what the bundle has instead.
+
+        A variant calibration marked rejected (below ``--min-agreement``) or failed is refused
+        unless ``allow_rejected`` (the user's explicit ``--allow-rejected``, which callers record).
+        """
         g = self.manifest.graph(graph)
         variant = g.variant(precision)
         if variant is None:
@@ -91,7 +97,32 @@ class Bundle:
                 f"bundle {self.path} has no {p} ONNX for graph {g.name!r} (has: {have}); "
                 f"make it with `vitdeploy calibrate {self.path} --precision {p}`"
             )
+        if variant.status is not Status.GOOD and not allow_rejected:
+            p = variant.precision.value
+            raise BundleError(f"{variant.file} in {self.path} is marked {variant.status.value} "
+                              f"({variant_verdict(variant)}); recalibrate it (`vitdeploy calibrate {self.path} "
+                              f"--precision {p}`) or pass --allow-rejected to use it anyway")
         path = self.path / variant.file
         if not path.is_file():
             raise BundleError(f"{path} is listed in the manifest but missing; re-run the command that made it")
         return path
+
+    def rejected_variants(self, precision: Precision | str) -> list[str]:
+        """What a run at ``precision`` uses although calibration rejected it, one line per graph
+        (for the records of a command run with --allow-rejected); empty when all are good."""
+        out = []
+        for g in self.manifest.graphs:
+            v = g.variant(precision)
+            if v is not None and v.status is not Status.GOOD:
+                out.append(f"{v.file}: {v.status.value} ({variant_verdict(v)}), used with --allow-rejected")
+        return out
+
+
+def variant_verdict(variant: Variant) -> str:
+    """Why a variant is not good, from what calibration recorded."""
+    agreement = variant.details.get("agreement") if isinstance(variant.details, dict) else None
+    if isinstance(agreement, dict) and isinstance(agreement.get("value"), (int, float)):
+        floor = agreement.get("min")
+        return (f"{agreement.get('metric', 'agreement')} {agreement['value']:.3f} with FP32"
+                + (f", below the {floor:g} asked for" if isinstance(floor, (int, float)) else ""))
+    return "it did not pass its check when it was made"

@@ -48,8 +48,9 @@ def percentiles(samples: np.ndarray | list[float], qs: tuple[float, ...] = (50, 
 @dataclass
 class CameraSummary:
     """One camera over the run: frames the source delivered (``frames_in``), frames that reached
-    the output in a set (``frames_out``), sets it was missing from, corrupt frames skipped,
-    reconnections, and its health and last error at the end."""
+    the output in a set (``frames_out``), delivered frames no set used (``skipped``: too far apart
+    in time, or replaced by newer ones before a set was due), sets it was missing from, corrupt
+    frames skipped, reconnections, and its health and last error at the end."""
 
     name: str
     source: str
@@ -60,6 +61,13 @@ class CameraSummary:
     reconnects: int
     health: Health
     last_error: str | None
+    skipped: int = 0
+
+    @property
+    def lost(self) -> bool:
+        """The camera was not delivering when the run ended: it failed, stalled, was being
+        reopened, or never started. A file that played to its end is not lost."""
+        return self.health not in (Health.OK, Health.ENDED)
 
 
 @dataclass
@@ -81,10 +89,20 @@ class RunSummary:
     jsonl: Path | None = None
     videos: list[Path] = field(default_factory=list)
     backend: dict[str, str] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)  # checks the user overrode (--allow-rejected)
 
     @property
     def sets_dropped(self) -> int:
         return sum(self.dropped.values())
+
+    @property
+    def frames_skipped(self) -> int:
+        return sum(c.skipped for c in self.cameras)
+
+    @property
+    def lost_cameras(self) -> list[CameraSummary]:
+        """Cameras not delivering at the end (see ``CameraSummary.lost``)."""
+        return [c for c in self.cameras if c.lost]
 
     def percentiles(self, name: str, qs: tuple[float, ...] = (50, 95, 99)) -> dict[float, float]:
         return percentiles(self.latency_ms.get(name, np.zeros(0)), qs)
@@ -141,8 +159,8 @@ class Stats:
                     "missing": dict(self._missing), "present": dict(self._present)}
 
     def summary(self, *, dropped: dict[str, int], empty_ticks: int, stopped_by: str, duration_s: float,
-                jsonl: Path | None = None, videos: list[Path] | None = None,
-                backend: dict[str, str] | None = None) -> RunSummary:
+                skipped: dict[str, int] | None = None, jsonl: Path | None = None, videos: list[Path] | None = None,
+                backend: dict[str, str] | None = None, overrides: list[str] | None = None) -> RunSummary:
         with self._lock:
             cams = []
             for s in self.sources:
@@ -150,11 +168,12 @@ class Stats:
                 cams.append(CameraSummary(name=s.camera, source=s.describe(), frames_in=st.frames,
                                           frames_out=self._present[s.camera], missing=self._missing[s.camera],
                                           corrupt=st.corrupt, reconnects=st.reconnects, health=st.health,
-                                          last_error=st.last_error))
+                                          last_error=st.last_error, skipped=(skipped or {}).get(s.camera, 0)))
             return RunSummary(
                 cameras=cams, sets_out=len(self._done), dropped=dict(dropped), empty_ticks=empty_ticks,
                 duration_s=duration_s,
                 latency_ms={k: np.asarray(v, np.float64) for k, v in self._latency.items()},
                 skew_ms=np.asarray(self._skew, np.float64), done_times=np.asarray(self._done, np.float64),
                 budget_ms=self.budget_ms, deadline_misses=self._misses, stopped_by=stopped_by,
-                jsonl=jsonl, videos=list(videos or []), backend=dict(backend or {}))
+                jsonl=jsonl, videos=list(videos or []), backend=dict(backend or {}),
+                overrides=list(overrides or []))

@@ -126,9 +126,12 @@ class OnnxRuntimeBackend(Backend):
 
 
 def from_bundle(bundle: Bundle, *, precision: Precision | str = Precision.FP32, device: str = "cpu",
-                threads: int | None = None, graph: str | None = None) -> OnnxRuntimeBackend:
-    """The bundle's ``graph`` (default: its only one) at ``precision`` on ``device``."""
+                threads: int | None = None, graph: str | None = None,
+                allow_rejected: bool = False) -> OnnxRuntimeBackend:
+    """The bundle's ``graph`` (default: its only one) at ``precision`` on ``device``; a graph
+    calibration rejected is refused unless ``allow_rejected``."""
     g = bundle.manifest.graph(graph)
-    return OnnxRuntimeBackend(bundle.onnx_path(precision, graph), inputs=g.inputs, outputs=g.outputs,
+    return OnnxRuntimeBackend(bundle.onnx_path(precision, graph, allow_rejected=allow_rejected),
+                              inputs=g.inputs, outputs=g.outputs,
                               dim_ranges={CAMERA_AXIS: (1, bundle.manifest.max_cameras)}, device=device,
                               threads=threads)

@@ -6,7 +6,8 @@ holds up the others (DESIGN.md decision 6). Its health is reported, not raised: 
 (a file ran out) or ``failed`` (gave up), with the last error.
 
 Pacing: a *paced* file or synthetic source publishes frame k at ``epoch + k / fps`` seconds, like a
-hardware-triggered camera (all cameras share the epoch, so their frames line up). An *unpaced* one
+hardware-triggered camera, and stamps it with that time as its capture time (all cameras share the
+epoch, so their frames line up even when one decodes or renders slower). An *unpaced* one
 (free-running rigs) publishes the next frame as soon as the last was taken, so offline runs and
 benchmarks skip nothing and never spin. Live captures deliver at the device's own rate.
 """
@@ -46,7 +47,8 @@ class FrameError(DataError):
 @dataclass(frozen=True)
 class Frame:
     """One camera frame: ``image`` (H, W, 3) uint8 RGB, captured at ``capture_time`` seconds
-    (``time.monotonic``). ``index`` counts the frames this source delivered, from 0."""
+    (``time.monotonic``: when a live frame arrived, or a paced frame's due time). ``index`` counts
+    the frames this source delivered, from 0."""
 
     camera: str
     index: int
@@ -133,16 +135,39 @@ class Source(abc.ABC):
     def stop(self, timeout: float = 2.0) -> None:
         """Ask the thread to stop and wait up to ``timeout`` seconds; a read blocked in a driver
         is left behind (the thread is a daemon) rather than holding up the rig."""
+        self.request_stop()
+        self.join(timeout)
+
+    def request_stop(self) -> None:
+        """Ask the thread to stop and return at once (``stop_sources`` stops many in parallel)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+        try:
+            self._interrupt()
+        except Exception as exc:  # noqa: BLE001 - stopping must go on whatever the driver says
+            self._set_error(f"stopping: {type(exc).__name__}: {exc}")
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the thread; False if it is still blocked (abandoned)."""
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(max(0.0, timeout))
+            return not self._thread.is_alive()
+        return True
+
+    def _interrupt(self) -> None:  # noqa: B027 - sources whose reads always return need not override
+        """Called from another thread by ``request_stop``: unblock a read that may never return
+        (e.g. kill the process it waits on)."""
 
     # ---- what consumers call ------------------------------------------------------------------
     def newest(self) -> Frame | None:
         with self._cond:
             return self._frames[-1] if self._frames else None
+
+    def buffered(self) -> list[Frame]:
+        """The frames in the buffer, oldest first (at most ``buffer``)."""
+        with self._cond:
+            return list(self._frames)
 
     def take(self, frame: Frame) -> None:
         """Mark ``frame`` (and everything before it) consumed; an unpaced source then reads on."""
@@ -219,6 +244,7 @@ class Source(abc.ABC):
             if problem:
                 self._count_corrupt(problem)
                 continue
+            captured = None  # live and unpaced frames: the moment they arrived
             if self.live:
                 pass  # the device sets the pace
             elif self.paced and period:
@@ -230,9 +256,12 @@ class Source(abc.ABC):
                 k += 1
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     return
+                # A paced frame is "triggered" at its due time, like a hardware-triggered camera: a
+                # camera slow to decode or render its first frame does not make the others' look old.
+                captured = due
             elif not self._wait_taken():
                 return
-            self._publish(image)
+            self._publish(image, captured)
 
     def _wait_taken(self) -> bool:
         """Unpaced: wait until the consumer took the last frame; False when stopping."""
@@ -241,10 +270,10 @@ class Source(abc.ABC):
                 self._cond.wait(0.1)
         return not self._stop.is_set()
 
-    def _publish(self, image: np.ndarray) -> None:
+    def _publish(self, image: np.ndarray, captured: float | None = None) -> None:
         now = time.monotonic()
         with self._cond:
-            self._frames.append(Frame(self.camera, self._delivered, image, now))
+            self._frames.append(Frame(self.camera, self._delivered, image, now if captured is None else captured))
             self._delivered += 1
             self._last_frame_time = now
             self._health = Health.OK
