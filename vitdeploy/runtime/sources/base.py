@@ -105,6 +105,8 @@ class Source(abc.ABC):
         self._last_error: str | None = None
         self._last_frame_time: float | None = None
         self._started_at = 0.0
+        self._epoch_set = threading.Event()  # paced frames are due from the epoch on
+        self._opened = threading.Event()  # opened once, or the thread ended: nothing to wait for
 
     # ---- what subclasses implement ------------------------------------------------------------
     @abc.abstractmethod
@@ -124,13 +126,27 @@ class Source(abc.ABC):
         """``cond.notify_all()`` is called after every new frame and every change of health."""
         self._listeners.append(cond)
 
-    def start(self, epoch: float | None = None) -> None:
-        """Start reading; paced frames are due at ``epoch + k / fps`` (``time.monotonic`` seconds)."""
+    def start(self, epoch: float | None = None, *, deferred: bool = False) -> None:
+        """Start reading; paced frames are due at ``epoch + k / fps`` (``time.monotonic`` seconds;
+        default now). ``deferred``: open now, but hold paced frames until ``set_epoch`` — so that
+        every camera of a rig can open (files, first render) before their shared clock starts."""
         if self._thread is not None:
             return
         self._started_at = time.monotonic() if epoch is None else epoch
+        if not deferred:
+            self._epoch_set.set()
         self._thread = threading.Thread(target=self._run, name=f"source-{self.camera}", daemon=True)
         self._thread.start()
+
+    def set_epoch(self, epoch: float) -> None:
+        """Start the clock of a source started ``deferred``: paced frame k is due at ``epoch + k / fps``."""
+        with self._cond:
+            self._started_at = epoch
+        self._epoch_set.set()
+
+    def wait_opened(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until the source opened (or gave up); False if not yet."""
+        return self._opened.wait(max(0.0, timeout))
 
     def stop(self, timeout: float = 2.0) -> None:
         """Ask the thread to stop and wait up to ``timeout`` seconds; a read blocked in a driver
@@ -198,11 +214,18 @@ class Source(abc.ABC):
 
     # ---- the thread ---------------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._run_until_done()
+        finally:
+            self._opened.set()
+
+    def _run_until_done(self) -> None:
         failures = 0
         while not self._stop.is_set():
             error = None
             try:
                 self._open()
+                self._opened.set()
                 delivered_before = self._delivered
                 self._pump()
                 if self._delivered > delivered_before:
@@ -248,6 +271,9 @@ class Source(abc.ABC):
             if self.live:
                 pass  # the device sets the pace
             elif self.paced and period:
+                while not self._epoch_set.wait(0.1):  # the first frame is read; the rig's clock not started
+                    if self._stop.is_set():
+                        return
                 due = self._started_at + k * period
                 now = time.monotonic()
                 if now - due > period:  # fell behind (slow read): skip ahead rather than burst
