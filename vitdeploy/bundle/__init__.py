@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
 from vitdeploy.bundle.files import atomic_path, atomic_write_text, ensure_writable_dir, sha256_file
@@ -32,6 +33,7 @@ __all__ = [
     "BoxUnits",
     "Bundle",
     "Engine",
+    "FileState",
     "Graph",
     "HeadSpec",
     "LintFinding",
@@ -49,6 +51,7 @@ __all__ = [
     "ensure_writable_dir",
     "sha256_file",
     "variant_verdict",
+    "verify_files",
 ]
 
 
@@ -116,6 +119,27 @@ class Bundle:
             if v is not None and v.status is not Status.GOOD:
                 out.append(f"{v.file}: {v.status.value} ({variant_verdict(v)}), used with --allow-rejected")
         return out
+
+
+class FileState(str, enum.Enum):
+    OK = "ok"
+    CHANGED = "changed"  # its sha256 is not the one the manifest recorded
+    MISSING = "missing"
+
+
+def verify_files(bundle: Bundle) -> dict[str, FileState]:
+    """Every file the manifest records a sha256 for (ONNX variants, engine plans) -> whether the
+    file on disk still has it. Reads every byte of them."""
+    recorded = {v.file: v.sha256 for g in bundle.manifest.graphs for v in g.variants}
+    recorded.update({e.file: e.plan_sha256 for e in bundle.manifest.engines})
+    states = {}
+    for name, digest in recorded.items():
+        path = bundle.path / name
+        if not path.is_file():
+            states[name] = FileState.MISSING
+        else:
+            states[name] = FileState.OK if sha256_file(path) == digest else FileState.CHANGED
+    return states
 
 
 def variant_verdict(variant: Variant) -> str:

@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 
 from vitdeploy.cli.console import console, handles_errors
-from vitdeploy.cli.report import print_graphs
+from vitdeploy.cli.report import file_problem, print_graphs
+from vitdeploy.errors import VitDeployError
 
 EPILOG = "Example:  vitdeploy info bundles/tiny-detr   (add --json for the raw manifest)"
 
@@ -19,8 +20,10 @@ def info(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
     json_: Annotated[bool, typer.Option("--json", help="Print the raw manifest JSON.")] = False,
 ) -> None:
-    """Show what a bundle holds: model, graphs, precisions, parity, lint, calibration and engines."""
-    from vitdeploy.bundle import Bundle
+    """Show what a bundle holds: model, graphs, precisions, parity, lint, calibration and engines,
+    and check every file against the sha256 the manifest recorded (exit 1 when one changed or is
+    missing)."""
+    from vitdeploy.bundle import Bundle, FileState, verify_files
     from vitdeploy.heads import head_for
 
     b = Bundle.open(bundle)
@@ -39,7 +42,12 @@ def info(
         console.print(f"classes: {', '.join(m.class_names)}")
     console.print(f"exported {m.created_at} by vitdeploy {m.vitdeploy_version}, torch {m.torch_version}"
                   + (f", weights {m.checkpoint}" if m.checkpoint else ", random weights"))
-    print_graphs(b)
+    checks = verify_files(b)
+    print_graphs(b, checks=checks)
     for e in m.engines:
         console.print(f"engine {e.file}: {e.precision.value}, TensorRT {e.tensorrt_version}, {e.gpu_name} "
-                      f"(sm {e.compute_capability}), {e.status.value}")
+                      f"(sm {e.compute_capability}), {e.status.value}" + file_problem(checks.get(e.file)))
+    bad = {name: state for name, state in checks.items() if state is not FileState.OK}
+    if bad:
+        raise VitDeployError("files differ from the manifest: " + ", ".join(f"{n} ({s.value})" for n, s in bad.items())
+                             + "; re-run the command that made them (export, calibrate or build)")
