@@ -100,3 +100,38 @@ def test_base_models_export(tmp_path, name):
 def test_single_camera_bundle(tmp_path):
     b = export_model("vit-test-cls", out=tmp_path, options=ExportOptions(max_cameras=1)).bundle
     assert b.manifest.max_cameras == 1 and b.manifest.graph().parity.passed
+
+
+def _calibrated_and_built(path):
+    """Make ``path`` look like a bundle that was calibrated and built since its export."""
+    from vitdeploy.bundle import Bundle, Engine, Precision, Variant
+
+    b = Bundle.open(path)
+    for name in ("model.int8.onnx", "calibration_report.int8.json", "calibration.int8.log", "model.int8.orin.plan",
+                 "notes.txt"):
+        (path / name).write_bytes(b"old")
+    b.manifest.graph().set_variant(Variant(Precision.INT8, "model.int8.onnx", sha256="0" * 64, details={
+        "report": "calibration_report.int8.json", "log": "calibration.int8.log"}))
+    b.manifest.calibration["int8"] = {"report": "calibration_report.int8.json"}
+    b.manifest.engines.append(Engine(file="model.int8.orin.plan", graph="model", precision=Precision.INT8,
+                                     tensorrt_version="10.3", cuda_version="12.6", gpu_name="Orin",
+                                     compute_capability="8.7", profile={}, onnx_sha256="0", plan_sha256="0",
+                                     build_seconds=1.0, built_at=""))
+    b.save()
+
+
+def test_reexport_removes_the_old_models_graphs_reports_and_engines(tmp_path):
+    from vitdeploy.bundle import Bundle
+
+    export_model("vit-test-cls", out=tmp_path, options=ExportOptions(max_cameras=2))
+    _calibrated_and_built(tmp_path)
+    with pytest.raises(ParityError):  # a failed export leaves the bundle as it was
+        export_model("vit-test-cls", out=tmp_path, options=ExportOptions(atol=0.0, rtol=0.0, max_cameras=2))
+    assert Bundle.open(tmp_path).manifest.graph().variant("int8") is not None
+    assert (tmp_path / "model.int8.onnx").is_file() and (tmp_path / "model.int8.orin.plan").is_file()
+
+    export_model("vit-test-cls", out=tmp_path, options=ExportOptions(max_cameras=2))
+    # before: the old model's INT8 graph, report, log and engine stayed beside the new model.onnx
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "model.onnx", "notes.txt"]
+    m = Bundle.open(tmp_path).manifest
+    assert [v.precision.value for v in m.graph().variants] == ["fp32"] and not m.engines and not m.calibration

@@ -231,6 +231,18 @@ class Manifest:
                 return g
         raise BundleError(f"bundle of {self.model} has no graph {name!r}; graphs: {[g.name for g in self.graphs]}")
 
+    def referenced_files(self) -> set[str]:
+        """Every file of the bundle this manifest names: ONNX variants, their calibration reports
+        and logs, engine plans."""
+        names = {v.file for g in self.graphs for v in g.variants}
+        for g in self.graphs:
+            for v in g.variants:
+                names.update(str(v.details[k]) for k in ("report", "log") if isinstance(v.details.get(k), str))
+        names.update(str(c["report"]) for c in self.calibration.values()
+                     if isinstance(c, dict) and isinstance(c.get("report"), str))
+        names.update(e.file for e in self.engines)
+        return {n for n in names if n and "/" not in n and "\\" not in n and n not in (".", "..")}
+
     # ---- JSON ---------------------------------------------------------------------------------
     def to_json(self) -> str:
         return json.dumps(_to_jsonable(self), indent=2) + "\n"

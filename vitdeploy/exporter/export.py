@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 import vitdeploy
-from vitdeploy.bundle import Bundle, atomic_path, ensure_writable_dir, sha256_file
+from vitdeploy.bundle import MANIFEST_NAME, Bundle, atomic_path, ensure_writable_dir, sha256_file
 from vitdeploy.bundle.manifest import Graph, Manifest, Precision, Preprocessing, Variant
-from vitdeploy.errors import ExportError, ParityError
+from vitdeploy.errors import BundleError, ExportError, ParityError
 from vitdeploy.exporter.fused_preprocess import preprocessing_nodes
 from vitdeploy.exporter.graphs import GraphSpec
 from vitdeploy.exporter.lint import lint_model
@@ -104,6 +104,16 @@ def _fused(head: Head, spec: Preprocessing, *, source_size: tuple[int, int] | No
         raise ExportError(f"--channel-order {channel_order!r} must be RGB or BGR")
     return dataclasses.replace(spec, fused=True, source_size=tuple(source_size),
                                source_channel_order=channel_order.upper())
+
+
+def _previous_files(out: Path) -> set[str]:
+    """The files the bundle already in ``out`` (if any) names in its manifest."""
+    if not (out / MANIFEST_NAME).is_file():
+        return set()
+    try:
+        return Bundle.open(out).manifest.referenced_files()
+    except BundleError:
+        return set()  # an unreadable manifest names nothing we can safely remove
 
 
 def graph_specs(head: Head, model: torch.nn.Module, *, image_size: tuple[int, int], max_cameras: int,
@@ -192,6 +202,7 @@ def export_model(name: str, *, out: str | Path, checkpoint: str | Path | None = 
         card = task_export.card
         head = make_head(card.head, class_names=card.class_names, image_size=image_size)
     out = ensure_writable_dir(out)
+    previous = _previous_files(out)
     model = _load_model(card, checkpoint=checkpoint, grown=task_export.state if task_export else None, say=say)
     parameters = sum(p.numel() for p in model.parameters())
     preprocessing = default_preprocessing(head, model, image_size)
@@ -213,5 +224,9 @@ def export_model(name: str, *, out: str | Path, checkpoint: str | Path | None = 
     )
     bundle = Bundle(out, manifest)
     bundle.save()
+    # Only now, with the new model in place, go the old one's FP16/INT8 graphs, reports and engines:
+    # a failed export leaves the bundle as it was; an interrupted clean-up leaves files no manifest names.
+    for name in previous - {spec.file for spec in specs}:
+        (out / name).unlink(missing_ok=True)
     files = {spec.file: (out / spec.file).stat().st_size for spec in specs}
     return ExportResult(bundle=bundle, seconds=seconds, files=files)
