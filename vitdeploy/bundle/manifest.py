@@ -253,6 +253,8 @@ class Manifest:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise BundleError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}); re-export the bundle") from exc
+        except RecursionError:
+            raise BundleError(f"{source} is nested too deeply to be a manifest; re-export the bundle") from None
         if not isinstance(raw, dict):
             raise BundleError(f"{source} does not hold a manifest object; re-export the bundle")
         schema = raw.get("schema")
@@ -262,7 +264,7 @@ class Manifest:
             )
         try:
             return _from_jsonable(cls, _migrate_1(raw) if schema == 1 else raw)
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, RecursionError) as exc:
             raise BundleError(f"{source} is malformed ({exc}); re-export the bundle") from exc
 
 
@@ -297,15 +299,22 @@ def _to_jsonable(obj: Any) -> Any:
 
 
 def _from_jsonable(tp: Any, value: Any) -> Any:
+    """``value`` (parsed JSON) as type ``tp``; TypeError or ValueError when it is not one."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if tp is Any:
+        return value
     if origin in (typing.Union, types.UnionType):
-        if value is None:
+        if value is None and type(None) in args:
             return None
-        non_none = [a for a in args if a is not type(None)]
-        if len(non_none) == 1:
-            return _from_jsonable(non_none[0], value)
-        return value  # e.g. int | str: JSON already holds the right one
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _from_jsonable(option, value)
+            except (TypeError, ValueError):
+                continue
+        raise TypeError(f"expected {tp}, got {value!r:.40}")
+    if tp in _PRIMITIVES:
+        return _primitive(tp, value)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise TypeError(f"expected an object for {tp.__name__}, got {type(value).__name__}")
@@ -316,13 +325,31 @@ def _from_jsonable(tp: Any, value: Any) -> Any:
                 kwargs[f.name] = _from_jsonable(hints[f.name], value[f.name])
         return tp(**kwargs)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if not isinstance(value, str):
+            raise TypeError(f"expected one of {[m.value for m in tp]}, got {value!r:.40}")
         return tp(value)
-    if origin in (list, typing.List):  # noqa: UP006
-        return [_from_jsonable(args[0], v) for v in value] if args else list(value)
-    if origin is tuple:
-        if args and args[-1] is not Ellipsis:
+    if origin in (list, tuple, typing.List):  # noqa: UP006
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {value!r:.40}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
             return tuple(_from_jsonable(a, v) for a, v in zip(args, value, strict=True))
-        return tuple(value)
+        items = [_from_jsonable(args[0], v) for v in value] if args else list(value)
+        return tuple(items) if origin is tuple else items
     if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {value!r:.40}")
         return {k: _from_jsonable(args[1], v) for k, v in value.items()} if args else dict(value)
-    return value
+    raise TypeError(f"the manifest cannot hold a {tp}")  # a field type this reader does not know
+
+
+_PRIMITIVES = (bool, int, float, str)
+
+
+def _primitive(tp: type, value: Any) -> Any:
+    """JSON's bool, int, float and str as the field's type: an int is a float too, a bool no number."""
+    ok = (isinstance(value, bool) if tp is bool
+          else isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float
+          else isinstance(value, tp) and not isinstance(value, bool))
+    if not ok:
+        raise TypeError(f"expected {tp.__name__}, got {value!r:.40}")
+    return float(value) if tp is float else value
