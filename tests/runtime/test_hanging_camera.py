@@ -102,8 +102,9 @@ def write_rig(folder, *, hang_url: str) -> None:
             ("front_left", "synthetic://front_left?size=64x96&loop=4", ""),
             ("rear", "rear.mp4", "loop = true"),
             ("rear_right", "images", "loop = true"),
-            ("dash", hang_url, "timeout_s = 1.0\nreconnect_interval_s = 0.2")]
-    text = ("rate_hz = 10\nsync_tolerance_ms = 50\nlatency_budget_ms = 1000\nstartup_timeout_s = 1.0\n"
+            ("dash", hang_url, "reconnect_interval_s = 0.2")]
+    # the defaults: start-up waits at most 2 s, a capture at most 5 s to open
+    text = ("rate_hz = 10\nsync_tolerance_ms = 50\nlatency_budget_ms = 1000\n"
             '[outputs]\njsonl = "frames.jsonl"\nvideo = "mosaic"\nlive = false\n')
     for name, source, extra in cams:
         text += f'[[cameras]]\nname = "{name}"\nsource = "{source}"\nfps = 10\n{extra}\n'
@@ -135,7 +136,7 @@ def test_ctrl_c_ends_a_run_with_a_hanging_camera_within_2_s(exported, silent, tm
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]  # every line whole
     assert len(records) >= 20
     first = records[0]["timestamps"]
-    assert first["sync"] - first["tick"] < 1.0 + 0.5  # start-up waited at most its timeout for the camera
+    assert first["sync"] - first["tick"] < 2.0 + 0.5  # start-up waited at most its timeout for the camera
     assert [r["set"] for r in records] == list(range(len(records)))  # no set dropped
     healthy = ("front", "front_left", "rear", "rear_right")
     for name in healthy:
