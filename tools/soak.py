@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=10.0, help="frame sets per second (and camera fps)")
     parser.add_argument("--bundle", type=Path, help="bundle to run (default: vit-test-detr exported here)")
     parser.add_argument("--report-s", type=float, default=60.0, help="seconds between reports")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="also print the Python allocation sites that grew most after minute 2 (slower)")
     args = parser.parse_args()
+    if args.tracemalloc:
+        tracemalloc.start(8)
+    baseline = None
 
     from vitdeploy.bundle import Bundle
     from vitdeploy.data.video import write_videos
@@ -154,6 +160,8 @@ def main() -> int:
             minute = (time.monotonic() - start) / 60
             rss = rss_mib()
             samples.append((minute, rss))
+            if args.tracemalloc and baseline is None and minute >= 2.0:
+                baseline = tracemalloc.take_snapshot()
             print(f"{minute:5.1f} {rss:8.1f} {open_fds():4d} {children():4d} {tail.last + 1:8d} {tail.out:7d} "
                   f"{tail.last + 1 - tail.out:7d} {tail.misses:6d} {os.getloadavg()[0]:5.1f}  "
                   f"server {'up' if server.online else 'down'}"
@@ -174,6 +182,11 @@ def main() -> int:
             slope = np.polyfit(later[:, 0], later[:, 1], 1)[0]
             print(f"memory: {samples[0][1]:.0f} MiB after the first report, {samples[-1][1]:.0f} MiB at the end; "
                   f"slope {slope:+.2f} MiB/min over minutes 2-{samples[-1][0]:.0f}")
+        if baseline is not None:
+            print("grew most in Python allocations since minute 2:")
+            for stat in tracemalloc.take_snapshot().compare_to(baseline, "traceback")[:5]:
+                print(f"  {stat.size_diff / 2**10:+9.1f} KiB  {stat.traceback.format()[-2].strip()}  "
+                      f"{stat.traceback.format()[-1].strip()}")
     return 0
 
 
