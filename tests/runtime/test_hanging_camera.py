@@ -104,7 +104,7 @@ def write_rig(folder, *, hang_url: str) -> None:
             ("rear_right", "images", "loop = true"),
             ("dash", hang_url, "reconnect_interval_s = 0.2")]
     # the defaults: start-up waits at most 2 s, a capture at most 5 s to open
-    text = ("rate_hz = 10\nsync_tolerance_ms = 50\nlatency_budget_ms = 1000\n"
+    text = ("rate_hz = 10\nsync_tolerance_ms = 100\nlatency_budget_ms = 1000\n"
             '[outputs]\njsonl = "frames.jsonl"\nvideo = "mosaic"\nlive = false\n')
     for name, source, extra in cams:
         text += f'[[cameras]]\nname = "{name}"\nsource = "{source}"\nfps = 10\n{extra}\n'
@@ -121,7 +121,7 @@ def test_ctrl_c_ends_a_run_with_a_hanging_camera_within_2_s(exported, silent, tm
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
     jsonl = out / "frames.jsonl"
     try:
-        assert wait_until(lambda: jsonl.is_file() and jsonl.read_text().count("\n") >= 20 or proc.poll() is not None,
+        assert wait_until(lambda: jsonl.is_file() and jsonl.read_text().count("\n") >= 30 or proc.poll() is not None,
                           60.0)
         signalled = time.monotonic()
         proc.send_signal(signal.SIGINT)
@@ -134,7 +134,7 @@ def test_ctrl_c_ends_a_run_with_a_hanging_camera_within_2_s(exported, silent, tm
     assert proc.returncode == 3, output  # ran, but without a camera: the distinct exit code
     assert "stopped by interrupted" in output and "cameras lost: dash" in output and "Traceback" not in output
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]  # every line whole
-    assert len(records) >= 20
+    assert len(records) >= 30
     first = records[0]["timestamps"]
     assert first["sync"] - first["tick"] < 2.0 + 0.5  # start-up waited at most its timeout for the camera
     assert [r["set"] for r in records] == list(range(len(records)))  # no set dropped

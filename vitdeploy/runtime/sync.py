@@ -144,8 +144,10 @@ class Synchronizer:
                 self._t0 = now
             period = 1.0 / self.rate_hz
             due = self._t0 + self._tick * period
-            if now - due > period:  # fell behind (or the first set's start-up wait): skip to the next
-                self._tick = int((now - self._t0) / period) + 1  # tick to come; a burst of sets would be dropped
+            # Fell behind, or the first set took its start-up wait: skip to the next tick to come
+            # (a burst of sets would only be dropped by the next stage).
+            if now - due > period or (self._count == 1 and now > due):
+                self._tick = int((now - self._t0) / period) + 1
                 due = self._t0 + self._tick * period
             self._tick += 1
             if stop.wait(max(0.0, due - now)):
