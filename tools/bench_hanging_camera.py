@@ -80,9 +80,10 @@ def main() -> int:
         folder = Path(tmp)
         bundle = args.bundle
         if bundle is None:
-            from vitdeploy.exporter.export import export_model
+            from vitdeploy.exporter.export import ExportOptions, export_model
 
-            bundle = export_model("vit-test-detr", out=folder / "bundle", max_cameras=6).bundle.path
+            bundle = export_model("vit-test-detr", out=folder / "bundle",
+                                  options=ExportOptions(max_cameras=6)).bundle.path
         make_media(folder)
         server = None if args.no_hang else SilentServer()
         (folder / "rig.toml").write_text(rig_text(server and server.url, args.rate, bundle.resolve()))

@@ -119,14 +119,14 @@ def main() -> int:
     from vitdeploy.bundle import Bundle
     from vitdeploy.data.video import write_videos
     from vitdeploy.runtime.rig import load_rig
-    from vitdeploy.runtime.run import run_rig
+    from vitdeploy.runtime.run import RunOptions, run_rig
 
     with tempfile.TemporaryDirectory(prefix="vitdeploy-soak-") as tmp:
         folder = Path(tmp)
         if args.bundle is None:
-            from vitdeploy.exporter.export import export_model
+            from vitdeploy.exporter.export import ExportOptions, export_model
 
-            bundle = export_model("vit-test-detr", out=folder / "bundle", max_cameras=6).bundle
+            bundle = export_model("vit-test-detr", out=folder / "bundle", options=ExportOptions(max_cameras=6)).bundle
         else:
             bundle = Bundle.open(args.bundle)
         videos = write_videos(folder, frames=100, cameras=5, size=SIZE, fps=args.rate)
@@ -141,8 +141,8 @@ def main() -> int:
 
         def run() -> None:
             try:
-                result["summary"] = run_rig(load_rig(folder / "rig.toml"), bundle=bundle, out=folder / "out",
-                                            duration=args.minutes * 60, handle_sigint=False)
+                options = RunOptions(out=folder / "out", duration=args.minutes * 60, handle_sigint=False)
+                result["summary"] = run_rig(load_rig(folder / "rig.toml"), bundle=bundle, options=options)
             except BaseException as exc:  # reported below
                 result["error"] = exc
 

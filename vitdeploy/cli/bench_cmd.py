@@ -75,8 +75,7 @@ def bench(
     if bundle is None:
         raise VitDeployError("give a BUNDLE folder to measure (or --compare A.json B.json)")
     from vitdeploy.bench import BenchSettings, Deadline, bench_bundle, plan
-    from vitdeploy.bench.report import to_markdown
-    from vitdeploy.bundle import Bundle, Precision, atomic_write_text
+    from vitdeploy.bundle import Bundle, Precision
     from vitdeploy.runtime.configs import parse_cameras
 
     if (fps is None) != (budget_ms is None):
@@ -90,8 +89,7 @@ def bench(
                    cameras=parse_cameras(parse_list(cameras)) or None, device=device, allow_rejected=allow_rejected)
     if any(c.backend == "torch" for c in configs):
         warn_random_weights(b.manifest)
-    to_stdout = json_path is not None and str(json_path) == "-"
-    out = err_console if to_stdout else console  # stdout carries only the JSON then
+    out = err_console if json_path is not None and str(json_path) == "-" else console  # stdout: the JSON alone
 
     mode = (f"deadline mode: {fps:g} fps, budget {budget_ms:g} ms" if fps is not None else "back-to-back inference")
     out.print(f"[bold]{b.manifest.model}[/] — {len(configs)} configurations, {mode}")
@@ -106,7 +104,19 @@ def bench(
 
         report = bench_bundle(b, configs, settings, progress=progress)
     _print_report(report, out)
-    if to_stdout:
+    _write(report, out, json_path=json_path, markdown=markdown, plot=plot)
+    unmet = unmet_requests([(r.config, r.ok) for r in report.results], backends=parse_list(backend),
+                           precisions=precisions or [])
+    if unmet:
+        raise VitDeployError(f"asked for but nothing ran with: {', '.join(unmet)} (reasons above)")
+
+
+def _write(report, out: Console, *, json_path: Path | None, markdown: Path | None, plot: Path | None) -> None:
+    """The report's files (JSON to stdout for ``--json -``); an error when nothing could run."""
+    from vitdeploy.bench.report import to_markdown
+    from vitdeploy.bundle import atomic_write_text
+
+    if json_path is not None and str(json_path) == "-":
         sys.stdout.write(report.to_json())
         sys.stdout.flush()
     elif json_path is not None:
@@ -120,10 +130,6 @@ def bench(
         from vitdeploy.bench.plot import write_plot
 
         out.print(f"wrote {write_plot(report, plot)}")
-    unmet = unmet_requests([(r.config, r.ok) for r in report.results], backends=parse_list(backend),
-                           precisions=precisions or [])
-    if unmet:
-        raise VitDeployError(f"asked for but nothing ran with: {', '.join(unmet)} (reasons above)")
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:
