@@ -184,7 +184,8 @@ def main() -> int:
                   f"slope {slope:+.2f} MiB/min over minutes 2-{samples[-1][0]:.0f}")
         if baseline is not None:
             print("grew most in Python allocations since minute 2:")
-            for stat in tracemalloc.take_snapshot().compare_to(baseline, "traceback")[:5]:
+            grown = sorted(tracemalloc.take_snapshot().compare_to(baseline, "traceback"), key=lambda d: -d.size_diff)
+            for stat in grown[:5]:
                 print(f"  {stat.size_diff / 2**10:+9.1f} KiB  {stat.traceback.format()[-2].strip()}  "
                       f"{stat.traceback.format()[-1].strip()}")
     return 0
