@@ -9,7 +9,7 @@ The mounting angles are the aerospace z-y-x (yaw, pitch, roll) angles of a body 
 along the camera's optical axis with x forward, y left, z up, rotated from the ego frame:
 ``yaw`` turns it counter-clockwise seen from above (+90 looks left), ``pitch`` tilts it down
 (+5 looks 5 degrees below the horizon), ``roll`` turns it about the optical axis, clockwise as
-seen from behind the camera (the right edge of the image goes down). These are right-handed
+seen from behind the camera (so the horizon in its image rises to the right). These are right-handed
 rotations about the ego z axis, the turned y axis and the turned x axis; the synthetic rig's
 cameras have no roll and their ``yaw_deg``/``pitch_deg`` mean the same as here.
 """
