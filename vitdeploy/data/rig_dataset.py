@@ -32,7 +32,7 @@ import numpy as np
 
 from vitdeploy.bundle.files import atomic_path
 from vitdeploy.data.boxes3d import Boxes3D, render_rig_sample
-from vitdeploy.data.coco import _writable_folder, _write_jpeg
+from vitdeploy.data.coco import _writable_folder, _write_jpeg, read_label_file
 from vitdeploy.data.geometry import CameraGeometry
 from vitdeploy.data.scenes import SceneGenerator
 from vitdeploy.data.world import CLASS_NAMES
@@ -110,15 +110,8 @@ class RigDataset:
 
 def load_rig_dataset(path: str | os.PathLike) -> RigDataset:
     """Read ``boxes3d.json`` (or the folder holding it)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / BOXES3D
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"no 3D labels at {path}; write a drive with vitdeploy.data.rig_dataset.write_rig_dataset") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {path} as JSON: {exc}") from None
+    path, doc = read_label_file(path, file_name=BOXES3D, what="3D labels",
+                                how_to_write="write a drive with vitdeploy.data.rig_dataset.write_rig_dataset")
     try:
         if doc["info"]["format"] != FORMAT:
             raise DataError(f"{path} is {doc['info']['format']!r}, not {FORMAT!r}")
