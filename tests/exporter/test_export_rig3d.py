@@ -8,10 +8,10 @@ from vitdeploy.bundle.manifest import Preprocessing
 from vitdeploy.errors import BackendError, ExportError
 from vitdeploy.exporter.lint import lint_model
 from vitdeploy.exporter.onnx_export import export_graph
-from vitdeploy.exporter.parity import check_parity, ort_session, run_torch
+from vitdeploy.exporter.parity import check_parity, run_torch
 from vitdeploy.exporter.rig_graphs import rig_graph_spec, synthetic_rig_feed
 from vitdeploy.models.rig_model import get_rig3d
-from vitdeploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from vitdeploy.runtime.backends.onnxruntime import OnnxRuntimeBackend, cpu_session
 
 SPEC = get_rig3d("vit-test-rig3d")
 PREPROCESSING = Preprocessing(image_size=SPEC.image_size)
@@ -35,7 +35,7 @@ def test_the_rig_graph_agrees_with_pytorch_at_one_and_six_cameras(exported):
     assert lint_model(onnx_model) == []
     # plain ONNX ops only: no custom domain, nothing TensorRT would need a plugin for
     assert {n.domain for n in onnx_model.graph.node} <= {""}
-    session = ort_session(path)
+    session = cpu_session(path)
     for cameras in (1, 6):
         feeds = spec.make_inputs({"cameras": cameras}, np.random.default_rng(cameras))
         logits, boxes = session.run(None, feeds)
@@ -49,7 +49,7 @@ def test_a_recalibrated_rig_needs_new_numbers_not_a_new_graph(exported):
     moved = dict(feed)
     moved["cam_to_ego"] = feed["cam_to_ego"].copy()
     moved["cam_to_ego"][:, 2, 3] += 0.2  # the cameras sit 20 cm higher
-    session = ort_session(path)
+    session = cpu_session(path)
     names = [o.name for o in session.get_outputs()]
     before = dict(zip(names, session.run(None, feed), strict=True))
     after = dict(zip(names, session.run(None, moved), strict=True))
