@@ -23,11 +23,12 @@ import numpy as np
 from vitdeploy.data.geometry import CameraGeometry
 from vitdeploy.data.scenes import SceneGenerator, SynthFrame
 from vitdeploy.data.world import Episode
+from vitdeploy.heads.results import SetResult, class_name
 
 
 @dataclass(frozen=True, eq=False)
-class Boxes3D:
-    """Boxes of one frame set, ego frame.
+class Boxes3D(SetResult):
+    """Boxes of one frame set, ego frame: the ``SetResult`` of a rig-level 3D head.
 
     ``centers`` (K, 3) metres; ``sizes`` (K, 3) length, width, height metres; ``yaws`` (K,)
     radians; ``labels`` (K,) class indices; ``scores`` (K,) 0..1 (1 for ground truth);
@@ -67,7 +68,7 @@ class Boxes3D:
         out = []
         for i in range(len(self)):
             label = int(self.labels[i])
-            rec = {"label": class_names[label] if 0 <= label < len(class_names) else str(label), "class_id": label,
+            rec = {"label": class_name(class_names, label), "class_id": label,
                    "score": round(float(self.scores[i]), 4),
                    "center": [round(float(v), 3) for v in self.centers[i]],
                    "size": [round(float(v), 3) for v in self.sizes[i]], "yaw": round(float(self.yaws[i]), 4)}

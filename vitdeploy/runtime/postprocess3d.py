@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from vitdeploy.data.boxes3d import Boxes3D
-from vitdeploy.runtime.postprocess import _select, _softmax
+from vitdeploy.heads.decode import select, softmax
 
 
 def decode_rig3d(logits: np.ndarray, boxes3d: np.ndarray, *, score_threshold: float = 0.3,
@@ -17,11 +17,11 @@ def decode_rig3d(logits: np.ndarray, boxes3d: np.ndarray, *, score_threshold: fl
     """logits (S, Q, C+1) with "no object" last, boxes3d (S, Q, 8) as x, y, z, l, w, h (metres,
     ego frame), sin, cos of the yaw -> one :class:`Boxes3D` per frame set (S is 1 for a graph
     run on one frame set), best score first."""
-    probs = _softmax(logits)
+    scores = softmax(logits)[..., :-1]
     out = []
     for i in range(logits.shape[0]):
-        keep, scores, labels = _select(probs[i], score_threshold=score_threshold, top_k=top_k)
+        keep, best, labels = select(scores[i], score_threshold=score_threshold, top_k=top_k)
         b = boxes3d[i, keep].astype(np.float32)
         out.append(Boxes3D(centers=b[:, 0:3], sizes=b[:, 3:6], yaws=np.arctan2(b[:, 6], b[:, 7]),
-                           labels=labels.astype(np.int64), scores=scores.astype(np.float32)))
+                           labels=labels.astype(np.int64), scores=best.astype(np.float32)))
     return out
