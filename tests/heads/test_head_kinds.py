@@ -85,6 +85,17 @@ def test_agreement_takes_two_output_dicts():
     assert task.value == pytest.approx(1 / 3) and task.details["tasks"] == {"task0": 0.0, "task1": 0.0, "task2": 1.0}
 
 
+def test_query_outputs_are_sets_and_a_head_knows_which_graphs_it_can_judge():
+    detr, cls = head_of("vit-test-detr"), head_of("vit-test-cls")
+    ref = _confident_detr()
+    reversed_queries = {name: value[:, ::-1].copy() for name, value in ref.items()}
+    assert detr.unordered_outputs == ("logits", "boxes")  # the same detections in any row order:
+    assert detr.agreement(ref, reversed_queries).value == pytest.approx(1.0)
+    assert head_of("vit-test-mask").unordered_outputs == ("logits", "masks") and cls.unordered_outputs == ()
+    assert detr.compares(["logits", "boxes"]) and not detr.compares(["logits"])  # boxes missing
+    assert cls.compares(["logits"]) and not head_of("sam-vit-test").compares(["iou_predictions", "low_res_masks"])
+
+
 def test_sam_declares_its_outputs_but_runs_nowhere_yet():
     sam = head_of("sam-vit-test")
     assert not sam.runnable and sam.eval_task is None and sam.agreement_metric is None and sam.prompted

@@ -8,7 +8,7 @@ outputs decode into results, how a low-precision graph's outputs are compared wi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -40,6 +40,9 @@ class Head:
     eval`` scores it on ("detection" or "classification"; None: not evaluable). ``prompted``: the
     model takes prompts beside the image (exported as an image encoder and a prompt decoder).
     ``instance_masks``: its results carry a mask per instance (eval then also scores mIoU).
+    ``unordered_outputs``: outputs whose rows (axis 1: DETR-style queries) are a set: a lower
+    precision may reorder or swap rows without changing the result, so an element-by-element
+    comparison with FP32 does not judge them; the task-level agreement does (the golden check).
     """
 
     kind: ClassVar[str]
@@ -49,6 +52,7 @@ class Head:
     eval_task: ClassVar[str | None] = None
     prompted: ClassVar[bool] = False
     instance_masks: ClassVar[bool] = False
+    unordered_outputs: ClassVar[tuple[str, ...]] = ()
     #: Defaults for a spec that leaves them out (e.g. a migrated schema-1 manifest).
     default_scores: ClassVar[ScoreActivation | None] = None
     default_boxes: ClassVar[BoxFormat | None] = None
@@ -138,6 +142,11 @@ class Head:
         if self.agreement_metric is None:
             return None
         return self.compare_to(reference)(candidate)
+
+    def compares(self, output_names: Iterable[str]) -> bool:
+        """Whether ``agreement`` can score a graph with these outputs: the kind has a task-level
+        agreement and the graph gives every output the kind declares."""
+        return self.agreement_metric is not None and {s.name for s in self.outputs()} <= set(output_names)
 
     def truth_scorer(self, *, class_map: np.ndarray, masks: bool = False) -> TruthScorer:
         """An accumulator scoring decoded outputs against labelled images; ``class_map``: dataset

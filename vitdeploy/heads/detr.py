@@ -46,6 +46,7 @@ class DetectionHead(QueryHead):
 
     kind = "detr"
     agreement_metric = "detection_map"
+    unordered_outputs = ("logits", "boxes")
     default_boxes = BoxFormat()
 
     def outputs(self) -> list[TensorSpec]:
@@ -80,6 +81,7 @@ class InstanceMaskHead(QueryHead):
 
     kind = "mask"
     agreement_metric = "mask_iou"
+    unordered_outputs = ("logits", "masks")
     instance_masks = True
 
     def outputs(self) -> list[TensorSpec]:
