@@ -209,13 +209,13 @@ def test_a_calibrated_int8_graph_passes_the_int8_bounds(exported, tmp_path):
     import shutil
 
     from vitdeploy.bundle import Bundle
-    from vitdeploy.calibration import calibrate_bundle
+    from vitdeploy.calibration import CalibrationOptions, calibrate_bundle
     from vitdeploy.runtime.backends.onnxruntime import run_on_cpu
     from vitdeploy.tensorrt.golden import ensure_golden
 
     path = tmp_path / "b"
     shutil.copytree(exported("vit-test-detr", max_cameras=2).path, path)
-    calibrate_bundle(path, precision="int8", samples=16, heldout=4)
+    calibrate_bundle(path, precision="int8", options=CalibrationOptions(samples=16, heldout=4))
     bundle = Bundle.open(path)
     graph = bundle.manifest.graph()
     golden = ensure_golden(bundle, graph, dims={"cameras": (1, 2, 2)})

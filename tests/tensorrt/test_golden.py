@@ -72,6 +72,11 @@ def test_check_engine_runs_the_whole_pool_in_batches_of_each_camera_count(bundle
     assert not bad.passed and "boxes" in bad.summary()
     with pytest.raises(BuildError, match="give 1 or more"):
         golden.batches(graph, 0)
+    inputs, ref = golden.take(graph, 2)  # the first frames, as one batch
+    np.testing.assert_array_equal(inputs["images"], golden.inputs["images"][:2])
+    np.testing.assert_array_equal(ref["boxes"], golden.outputs["boxes"][:2])
+    with pytest.raises(BuildError, match="holds 12 frames"):
+        golden.take(graph, 13)
 
 
 def test_a_graph_without_a_camera_axis_runs_its_frames_together(bundle):

@@ -98,6 +98,15 @@ class GoldenSet:
                                      min(cameras, self.frames - start)))
         return found
 
+    def take(self, graph: Graph, cameras: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Inputs and reference outputs of the pool's first ``cameras`` frames (one batch)."""
+        if not 1 <= cameras <= self.frames:
+            raise BuildError(f"{GOLDEN_FILE} holds {self.frames} frames of graph {self.graph!r}, not {cameras}")
+        inputs = self.batches(graph, cameras)[0].inputs
+        if cameras == self.frames:
+            return inputs, dict(self.outputs)
+        return inputs, {k: np.ascontiguousarray(v[:cameras]) for k, v in self.outputs.items()}
+
     def outputs_of(self, run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], graph: Graph, *,
                    cameras: int) -> dict[str, np.ndarray]:
         """What ``run`` (an engine, or ONNX Runtime) gives for the whole pool, run in batches of
