@@ -27,7 +27,7 @@ Decoded = list[CameraResult] | SetResult
 
 
 def _shapes(shapes: Mapping[str, Sequence[int | str]]) -> str:
-    return ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
+    return ", ".join(f"{name} [{', '.join(str(d) for d in shape)}]" for name, shape in shapes.items())
 
 
 class Head:
