@@ -130,7 +130,7 @@ def test_a_factory_whose_weights_change_has_no_torch_model(model_py, tmp_path):
     ("build_raises", [], "the factory {ref} raised RuntimeError: weights not found: /data/ckpt.pt"),
     ("build_wrong_type", [], "the factory {ref} returned a dict, not a torch.nn.Module"),
     ("build_wrong_outputs", [], "the outputs do not fit a detr (softmax scores; boxes cx, cy, w, h in 0..1 of the "
-                                "model input) head: expected logits [cameras, queries, classes], boxes [cameras, "
+                                "model input) head: expected logits [cameras, queries, classes + 1], boxes [cameras, "
                                 "queries, 4]; got scores [cameras, 7]"),
     ("build", ["--classes", "a,b", "--head", "sam"], "sam heads take prompts beside the image"),
     ("build", ["--classes", "a,b", "--head", "yolo"], "unknown head kind 'yolo'"),

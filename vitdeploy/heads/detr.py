@@ -28,7 +28,7 @@ class QueryHead(Head):
 
     def _logits(self) -> TensorSpec:
         if self.spec.scores is ScoreActivation.SOFTMAX:
-            classes: int | str = self.num_classes + 1 if self.num_classes else "classes"
+            classes: int | str = self.num_classes + 1 if self.num_classes else "classes + 1"
             meaning = "class logits per query; the last class is 'no object'"
         else:
             classes = self.num_classes or "classes"

@@ -131,7 +131,7 @@ def zoo_recipe(card: ModelCard, *, backbone: str | Path | Backbone | None = None
     if backbone is None:
         return ModelRecipe(card=card, class_names=card.class_names), None
     if card.head_builder is None:
-        raise VitDeployError(f"{card.name} is not an encoder + head model; it takes no --backbone")
+        raise VitDeployError(f"{card.name} is not an encoder + head model; it takes no backbone")
     read = backbone if isinstance(backbone, Backbone) else read_backbone(backbone)
     recipe = ModelRecipe(card=card, class_names=card.class_names, backbone=backbone_record(read),
                          normalization=backbone_normalization(read.source, read.layout))
