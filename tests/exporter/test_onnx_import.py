@@ -29,7 +29,7 @@ from vitdeploy.heads import head_for
 from vitdeploy.runtime.backends.onnxruntime import run_on_cpu
 
 SIZE = (48, 64)
-CLASSES = ["car", "truck", "bus"]
+CLASSES = ["car", "truck", "pedestrian", "cyclist", "traffic_cone", "traffic_light"]  # the synthetic scenes'
 
 
 class TinyDetr(nn.Module):
@@ -38,7 +38,7 @@ class TinyDetr(nn.Module):
     scores with boxes as x1, y1, x2, y2 in input pixels. (Traced with a fixed batch, its
     nn.MultiheadAttention bakes the batch into reshapes, as many real models do.)"""
 
-    def __init__(self, *, num_classes: int = 3, queries: int = 8, dim: int = 32, sigmoid: bool = False,
+    def __init__(self, *, num_classes: int = 6, queries: int = 8, dim: int = 32, sigmoid: bool = False,
                  batch_one: bool = False):
         super().__init__()
         torch.manual_seed(0)
@@ -108,9 +108,9 @@ def test_import_records_source_and_runs_at_1_and_max_cameras(imported):
     m = imported.manifest
     assert m.source.kind is SourceKind.ONNX and m.source.parity == NO_TORCH_REFERENCE
     assert m.source.sha256 == sha256_file(m.source.reference) and imported.manifest.graph().parity is None
-    assert m.head.config == {"num_classes": 3, "num_queries": 8} and m.class_names == CLASSES
+    assert m.head.config == {"num_classes": 6, "num_queries": 8} and m.class_names == CLASSES
     graph = m.graph()
-    assert [(o.name, o.shape) for o in graph.outputs] == [("logits", ["cameras", 8, 4]), ("boxes", ["cameras", 8, 4])]
+    assert [(o.name, o.shape) for o in graph.outputs] == [("logits", ["cameras", 8, 7]), ("boxes", ["cameras", 8, 4])]
     assert graph.inputs[0].name == "pixel_values" and graph.inputs[0].shape == ["cameras", 3, *SIZE]
     model = onnx.load(str(imported.onnx_path()))
     assert [o.name for o in model.graph.output] == ["logits", "boxes"]  # renamed, "hidden" dropped
@@ -123,7 +123,8 @@ def test_import_records_source_and_runs_at_1_and_max_cameras(imported):
     np.testing.assert_allclose(got["boxes"], want[1].numpy(), atol=1e-5)
 
 
-def test_imported_bundle_calibrates_to_int8_runs_two_cameras_and_benchmarks(invoke, imported, bundle_copy, tmp_path):
+def test_imported_bundle_calibrates_to_int8_runs_two_cameras_benchmarks_and_evaluates(invoke, imported, bundle_copy,
+                                                                                      tmp_path):
     b = bundle_copy(imported)
     r = invoke("calibrate", b.path, "--precision", "int8", "--samples", 16, "--heldout", 4)
     assert r.exit_code == 0, r.output
@@ -142,6 +143,13 @@ def test_imported_bundle_calibrates_to_int8_runs_two_cameras_and_benchmarks(invo
     assert {("onnxruntime", p, c) for p in ("fp32", "int8") for c in (1, 2)} <= ran
     # the torch reference is planned by default and skipped, saying why
     assert all(NO_TORCH_REFERENCE in x["reason"] for x in results if x["backend"] == "torch")
+    r = invoke("eval", b.path, "--data", "synthetic:frames=2,cameras=2", "--json", tmp_path / "e.json")
+    assert r.exit_code == 0, r.output
+    rows = {(x["backend"], x["precision"]): x for x in json.loads((tmp_path / "e.json").read_text())["results"]}
+    assert rows[("onnxruntime", "int8")]["status"] == "ok" and rows[("onnxruntime", "fp32")]["status"] == "ok"
+    r = invoke("build", b.path, "--int8", "--print-trtexec", "--trt-version", 10)
+    assert r.exit_code == 0, r.output
+    assert "--minShapes=pixel_values:1x3x48x64" in r.output and "--maxShapes=pixel_values:4x3x48x64" in r.output
 
 
 def test_sigmoid_xyxy_pixel_variant_decodes_to_the_modules_own_boxes(tmp_path):
@@ -212,8 +220,8 @@ def test_graph_errors_are_one_line_and_write_nothing(tmp_path):
     export_plain(TinyDetr(), tmp_path / "m.onnx")
     _fails(tmp_path, r"has no output 'logits' for the head's 'logits' \(its outputs: pred_logits, pred_boxes, "
                      r"hidden\); map them with --outputs")
-    _fails(tmp_path, r"do not fit a detr .*expected logits \[cameras, 8, 4\], boxes \[cameras, 8, 4\]; got logits "
-                     r"\[cameras, 8, 4\], boxes \[cameras, 8, 32\]",
+    _fails(tmp_path, r"do not fit a detr .*expected logits \[cameras, 8, 7\], boxes \[cameras, 8, 4\]; got logits "
+                     r"\[cameras, 8, 7\], boxes \[cameras, 8, 32\]",
            outputs={"logits": "pred_logits", "boxes": "hidden"})
     _fails(tmp_path, r"do not fit a detr .*expected logits \[cameras, 8, 6\]",
            outputs={"logits": "pred_logits", "boxes": "pred_boxes"}, classes=["a", "b", "c", "d", "e"])

@@ -234,8 +234,8 @@ def evaluate_bundle(bundle: Bundle, dataset: EvalDataset, *, configs: list[Confi
     """Evaluate ``configs`` (see ``eval_plan``) of ``bundle`` on ``dataset``.
 
     ``torch_model`` builds the bundle's PyTorch model (default ``exported_model``: the zoo model
-    with the manifest's checkpoint); a bundle exported with random weights has no reference to
-    rebuild, so its torch rows are skipped.
+    with the manifest's checkpoint, or the factory's); a bundle exported with random weights or
+    imported from ONNX has no reference to rebuild, so its torch rows are skipped, saying why.
     """
     manifest = bundle.manifest
     check_compatible(manifest, dataset)  # before any backend is opened
