@@ -38,6 +38,7 @@ from vitdeploy.exporter.onnx_export import export_graph
 from vitdeploy.exporter.parity import FP32_ATOL, FP32_RTOL, check_parity
 from vitdeploy.exporter.perception_graphs import perception_graph_spec
 from vitdeploy.heads import Head, make_head
+from vitdeploy.models.backbones.load import Backbone
 from vitdeploy.models.backbones.record import Normalization
 from vitdeploy.models.card import ModelCard
 from vitdeploy.models.checkpoint import load_state_dict, read_checkpoint, state_sha256
@@ -173,7 +174,7 @@ def graph_specs(head: Head, model: torch.nn.Module, *, image_size: tuple[int, in
 
 
 def _zoo_recipe(card: ModelCard, *, checkpoint: str | Path | None, options: ExportOptions
-                ) -> tuple[ModelRecipe, object, dict | None]:
+                ) -> tuple[ModelRecipe, Backbone | None, dict | None]:
     """-> (the recipe: from the checkpoint's metadata, else from ``--backbone``/``--classes``; the
     backbone read, whose weights the model gets when there is no checkpoint; the checkpoint's state)."""
     state = None
@@ -187,8 +188,8 @@ def _zoo_recipe(card: ModelCard, *, checkpoint: str | Path | None, options: Expo
     return recipe, weights, state
 
 
-def _zoo_model(card: ModelCard, recipe: ModelRecipe, weights, *, checkpoint: str | Path | None, state: dict | None,
-               say: Callable[[str], None]) -> torch.nn.Module:
+def _zoo_model(card: ModelCard, recipe: ModelRecipe, weights: Backbone | None, *, checkpoint: str | Path | None,
+               state: dict | None, say: Callable[[str], None]) -> torch.nn.Module:
     """The recipe's model with the export's weights: the checkpoint's ``state`` (a ``*-tab`` one grown to
     the asked tasks), the backbone's and a fresh head, the shipped weights, or random ones."""
     say(f"building {card.name}" + (f" on {recipe.backbone.source}" if recipe.backbone else ""))
