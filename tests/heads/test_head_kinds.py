@@ -33,8 +33,8 @@ def test_each_zoo_model_gives_the_outputs_its_head_declares(name):
 
 def test_outputs_that_do_not_fit_the_declared_head_are_named():
     head = head_of("vit-test-detr", scores=ScoreActivation.SIGMOID)  # sigmoid: 6 classes, no "no object"
-    with pytest.raises(BundleError, match=r"do not fit a detr \(sigmoid scores.*expected logits \['cameras', 10, 6\]"
-                                          r".*got logits \['cameras', 10, 7\]"):
+    with pytest.raises(BundleError, match=r"do not fit a detr \(sigmoid scores.*expected logits \[cameras, 10, 6\]"
+                                          r".*got logits \[cameras, 10, 7\]"):
         head.check_outputs({"logits": [CAMERA_AXIS, 10, 7], "boxes": [CAMERA_AXIS, 10, 4]})
     with pytest.raises(BundleError, match="got logits"):
         head.check_outputs({"logits": [CAMERA_AXIS, 10, 6]})  # boxes missing

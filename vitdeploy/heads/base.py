@@ -9,6 +9,7 @@ outputs decode into results, how a low-precision graph's outputs are compared wi
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -26,7 +27,7 @@ Decoded = list[CameraResult] | SetResult
 
 
 def _shapes(shapes: Mapping[str, Sequence[int | str]]) -> str:
-    return ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
+    return ", ".join(f"{name} [{', '.join(str(d) for d in shape)}]" for name, shape in shapes.items())
 
 
 class Head:
@@ -116,6 +117,18 @@ class Head:
         if wrong:
             raise BundleError(f"the outputs do not fit a {self.describe()} head: expected {_shapes(expected)}; "
                               f"got {_shapes(got)}")
+
+    def completed(self, shapes: Mapping[str, Sequence[int | str]]) -> Head:
+        """This head with what its config leaves open (class count, query count, mask stride) read
+        from ``shapes`` (output name -> shape, camera axis first) of a model vitdeploy did not make
+        (a user's factory, an imported ONNX). What the config says stays, so ``check_outputs`` then
+        catches outputs that contradict it."""
+        config = {**self.config_from(shapes), **self.config}
+        return type(self)(replace(self.spec, config=config), class_names=self.class_names, image_size=self.image_size)
+
+    def config_from(self, shapes: Mapping[str, Sequence[int | str]]) -> dict:
+        """The config entries that ``shapes`` fix (``completed``); none by default."""
+        return {}
 
     def check_present(self, outputs: Mapping[str, np.ndarray], *, needed: Sequence[str]) -> None:
         missing = [n for n in needed if n not in outputs]

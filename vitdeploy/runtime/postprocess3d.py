@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vitdeploy.bundle.head import ScoreActivation
 from vitdeploy.data.boxes3d import Boxes3D
 from vitdeploy.heads.decode import select, softmax
 
@@ -20,7 +21,8 @@ def decode_rig3d(logits: np.ndarray, boxes3d: np.ndarray, *, score_threshold: fl
     scores = softmax(logits)[..., :-1]
     out = []
     for i in range(logits.shape[0]):
-        keep, best, labels = select(scores[i], score_threshold=score_threshold, top_k=top_k)
+        keep, best, labels = select(scores[i], activation=ScoreActivation.SOFTMAX, score_threshold=score_threshold,
+                                    top_k=top_k)
         b = boxes3d[i, keep].astype(np.float32)
         out.append(Boxes3D(centers=b[:, 0:3], sizes=b[:, 3:6], yaws=np.arctan2(b[:, 6], b[:, 7]),
                            labels=labels.astype(np.int64), scores=best.astype(np.float32)))
