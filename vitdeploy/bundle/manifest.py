@@ -198,13 +198,59 @@ class Engine:
     dla_layers: int | None = None  # DLA engines: layers the engine inspector found on the DLA
 
 
+class SourceKind(str, enum.Enum):
+    """Where a bundle's graph came from (DESIGN.md decision 8: from then on every stage is the same)."""
+
+    ZOO = "zoo"  # a named zoo model, perhaps on a pretrained backbone with the user's classes
+    FACTORY = "factory"  # a user's Python function returning an nn.Module
+    ONNX = "onnx"  # an ONNX file exported elsewhere: there is no PyTorch model to compare with
+
+
+#: ``ModelSource.parity`` of an imported graph.
+NO_TORCH_REFERENCE = "imported: no PyTorch reference"
+
+
+@dataclass
+class BackboneRecord:
+    """The pretrained backbone a zoo model was built on: enough to rebuild its encoder without the file.
+
+    ``layout``: timm | dinov2 | hf-vit | hf-dinov2; ``source``: the file or folder as given;
+    ``sha256``: of its bytes (a folder: of its config and weight files); ``encoder``: the
+    ``EncoderConfig`` it fits, as ``EncoderConfig.to_dict`` writes it.
+    """
+
+    layout: str
+    source: str
+    sha256: str
+    encoder: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelSource:
+    """What the bundle was made from. ``reference``: the zoo name, ``pkg.module:function`` or
+    ``path/model.py:function``, or the ONNX file as given; ``sha256``: of the factory's file or the
+    ONNX file; ``weights_sha256``: digest of the exported module's state dict (a rebuilt factory
+    model is the bundle's only if it matches); ``parity``: what export parity was measured against."""
+
+    kind: SourceKind = SourceKind.ZOO
+    reference: str = ""
+    sha256: str = ""
+    backbone: BackboneRecord | None = None
+    weights_sha256: str = ""
+    parity: str = "pytorch"
+
+    @property
+    def has_torch_model(self) -> bool:
+        return self.kind is not SourceKind.ONNX
+
+
 @dataclass
 class Manifest:
     model: str
     head: HeadSpec
     parameters: int
     image_size: tuple[int, int]
-    patch_size: int
+    patch_size: int | None  # None: an imported graph, whose patch size vitdeploy cannot know
     max_cameras: int
     opset: int
     preprocessing: Preprocessing
@@ -217,6 +263,7 @@ class Manifest:
     export_seconds: float = 0.0
     calibration: dict[str, Any] = field(default_factory=dict)
     engines: list[Engine] = field(default_factory=list)
+    source: ModelSource = field(default_factory=ModelSource)
     schema: int = SCHEMA_VERSION
 
     def graph(self, name: str | None = None) -> Graph:

@@ -15,6 +15,21 @@ from vitdeploy.errors import VitDeployError
 EPILOG = "Example:  vitdeploy info bundles/tiny-detr   (add --json for the raw manifest)"
 
 
+def _origin(m) -> str:
+    """Where the bundle came from, in one line."""
+    from vitdeploy.bundle import SourceKind
+
+    src = m.source
+    if src.kind is SourceKind.ONNX:
+        return f"imported {m.created_at} by vitdeploy {m.vitdeploy_version} from {src.reference} (sha256 {src.sha256[:12]})"
+    weights = f", weights {m.checkpoint}" if m.checkpoint else (", built-in weights" if src.kind is SourceKind.FACTORY
+                                                                 else ", random weights")
+    made = f"factory {src.reference}" if src.kind is SourceKind.FACTORY else "the zoo"
+    backbone = f", backbone {src.backbone.source} ({src.backbone.layout})" if src.backbone else ""
+    return (f"exported {m.created_at} from {made} by vitdeploy {m.vitdeploy_version}, torch {m.torch_version}"
+            f"{backbone}{weights}")
+
+
 @handles_errors
 def info(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
@@ -40,8 +55,7 @@ def info(
                   + (f", fused (raw {p.source_size[0]}x{p.source_size[1]} uint8 in)" if p.fused and p.source_size else ""))
     if m.class_names and len(m.class_names) <= 20:
         console.print(f"classes: {', '.join(m.class_names)}")
-    console.print(f"exported {m.created_at} by vitdeploy {m.vitdeploy_version}, torch {m.torch_version}"
-                  + (f", weights {m.checkpoint}" if m.checkpoint else ", random weights"))
+    console.print(escape(_origin(m)), highlight=False)
     checks = verify_files(b)
     print_graphs(b, checks=checks)
     for e in m.engines:

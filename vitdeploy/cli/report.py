@@ -26,11 +26,11 @@ def file_problem(state: FileState | None) -> str:
     return ""
 
 
-def print_export_summary(bundle: Bundle, *, seconds: float, files: dict[str, int]) -> None:
+def print_export_summary(bundle: Bundle, *, seconds: float, files: dict[str, int], verb: str = "exported") -> None:
     m = bundle.manifest
-    console.print(f"[bold]{m.model}[/] ({m.head.kind}, {m.parameters / 1e6:.2f}M parameters) -> {bundle.path}")
+    console.print(f"[bold]{escape(m.model)}[/] ({m.head.kind}, {m.parameters / 1e6:.2f}M parameters) -> {bundle.path}")
     print_graphs(bundle, files=files)
-    console.print(f"opset {m.opset}, cameras 1..{m.max_cameras}, exported in {seconds:.1f} s")
+    console.print(f"opset {m.opset}, cameras 1..{m.max_cameras}, {verb} in {seconds:.1f} s")
 
 
 def print_graphs(bundle: Bundle, *, files: dict[str, int] | None = None,
@@ -53,6 +53,8 @@ def print_graphs(bundle: Bundle, *, files: dict[str, int] | None = None,
             extra = f", {_mb(size)}" if size is not None else ""
             console.print(f"  {v.precision.value}: {v.file}{extra}, {escape(f'[{v.status.value}]')}"
                           + (file_problem(checks.get(v.file)) if checks else ""))
+        if g.parity is None and m.source.parity != "pytorch":
+            console.print(f"  parity: {escape(m.source.parity)}")
         if g.parity is not None:
             worst = g.parity.worst()
             verdict = "[green]pass[/]" if g.parity.passed else "[red]FAIL[/]"

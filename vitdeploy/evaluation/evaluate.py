@@ -206,6 +206,12 @@ def _scores_masks(manifest: Manifest, dataset: EvalDataset) -> bool:
     return head_for(manifest).instance_masks and dataset.has_masks
 
 
+def torch_model_problem(manifest: Manifest) -> str | None:
+    from vitdeploy.models.exported import torch_model_problem as problem
+
+    return problem(manifest)
+
+
 def _exported_model(manifest: Manifest) -> nn.Module:
     from vitdeploy.models.exported import exported_model
 
@@ -229,9 +235,10 @@ def evaluate_bundle(bundle: Bundle, dataset: EvalDataset, *, configs: list[Confi
     """Evaluate ``configs`` (see ``eval_plan``) of ``bundle`` on ``dataset``.
 
     ``torch_model`` builds the bundle's PyTorch model (default ``exported_model``: the zoo model
-    with the manifest's checkpoint); a bundle exported with random weights has no reference to
-    rebuild, so its torch rows are skipped. Graphs calibration rejected are skipped unless
-    ``allow_rejected`` (then listed in the report's bundle).
+    with the manifest's checkpoint, or the factory's); a bundle exported with random weights or
+    imported from ONNX has no reference to rebuild, so its torch rows are skipped, saying why.
+    Graphs calibration rejected are skipped unless ``allow_rejected`` (then listed in the report's
+    bundle).
     """
     manifest = bundle.manifest
     check_compatible(manifest, dataset)  # before any backend is opened
@@ -244,9 +251,9 @@ def evaluate_bundle(bundle: Bundle, dataset: EvalDataset, *, configs: list[Confi
             try:
                 this_model = None
                 if config.backend == "torch":
-                    if manifest.checkpoint is None:
-                        raise BundleError("the bundle was exported with random weights, which the PyTorch model "
-                                          "cannot rebuild; export with --checkpoint to compare against PyTorch")
+                    problem = torch_model_problem(manifest)
+                    if problem is not None:
+                        raise BundleError(problem)
                     if model is None:
                         model = torch_model() if torch_model is not None else _exported_model(manifest)
                     this_model = copy.deepcopy(model)  # an FP16 backend converts its module in place

@@ -2,8 +2,8 @@
 
 For each graph: (calibrate first if the precision's ONNX is missing and data is given), make the
 golden outputs if the bundle has none, build a strongly typed plan with one profile over the
-camera axis, run it on the golden inputs at the profile's smallest and largest camera count,
-and only then rename ``<graph>.<precision>.<gpu>.plan`` into place and record the engine, its
+camera axis, run it on the golden inputs in batches of the profile's smallest and largest camera
+count, and only then rename ``<graph>.<precision>.<gpu>.plan`` into place and record the engine, its
 provenance and its golden agreement in the manifest. An engine beyond its precision's tolerance
 is kept and marked failed (the tensorrt backend refuses it).
 
@@ -221,7 +221,7 @@ def _golden_check(plan_path: Path, engine: Engine, graph: Graph, golden: GoldenS
     from vitdeploy.tensorrt.runner import TensorRTBackend
 
     cams = profile.cameras
-    counts = [golden.cameras] if cams is None else [c for c in (cams.min, cams.max) if c <= golden.cameras]
+    counts = [golden.frames] if cams is None else [cams.min, cams.max]
     with TensorRTBackend(plan_path, engine=engine, inputs=graph.inputs, outputs=graph.outputs, device=device,
                          bundle_path=bundle.path) as backend:
         dtypes = {s.name: np.dtype(s.dtype) for s in backend.inputs}
@@ -230,7 +230,7 @@ def _golden_check(plan_path: Path, engine: Engine, graph: Graph, golden: GoldenS
             return backend.infer({k: v.astype(dtypes[k], copy=False) for k, v in feeds.items()})
 
         report = check_engine(run, golden, graph, precision=engine.precision, camera_counts=counts,
-                              task_check=task_check_for(bundle.manifest))
+                              task_check=task_check_for(bundle.manifest, graph))
         placement = None
         if engine.dla_core is not None:
             placement = layer_placement(backend.engine_information(), builder_warnings)

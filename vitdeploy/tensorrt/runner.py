@@ -319,5 +319,6 @@ def _failures(engine: Engine) -> list[str]:
     found = list(engine.golden.get("failures", []))
     found += [f"{case} {name}: {', '.join(a.get('failures', []))}" for case, per_output in cases.items()
               for name, a in per_output.items() if a.get("failures")]
-    found += [f"{case} task: {'; '.join(why)}" for case, why in engine.golden.get("task", {}).items() if why]
+    found += [f"{case} task: {'; '.join(verdict.get('failures', []))}"
+              for case, verdict in engine.golden.get("task", {}).items() if verdict.get("failures")]
     return found[:3] or ["no details recorded"]

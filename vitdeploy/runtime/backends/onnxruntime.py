@@ -60,8 +60,10 @@ def cpu_session(model: Any, *, threads: int | None = None, memory_arena: bool = 
 
 
 def run_on_cpu(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every output of ``model`` for ``feeds`` on the CPU, output name -> array."""
-    session = cpu_session(model)
+    """Every output of ``model`` for ``feeds`` on the CPU, output name -> array. ``model``: what
+    ``cpu_session`` takes, or a session it made (reuse one for many runs: making it costs more
+    than running a ViT on a few frames)."""
+    session = model if hasattr(model, "get_outputs") else cpu_session(model)
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feeds), strict=True))
 
