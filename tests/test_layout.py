@@ -59,6 +59,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("vitdeploy.calibration.modelopt_runner", "exit"):
         "the entry point of the ModelOpt child process: its exit status goes to the parent, which raises "
         "CalibrationError; no user sees it",
+    ("vitdeploy.runtime.sources.capture_process", "exit"):
+        "the entry point of a live camera's capture process: the parent reads its end of the pipe and reports "
+        "the camera's health; no user sees the exit status",
 }
 
 

@@ -110,3 +110,29 @@ def test_atomic_path_keeps_old_file_when_writer_fails(tmp_path):
         raise RuntimeError("interrupted")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_files_are_written_with_the_users_umask(tmp_path, umask):
+    import os
+    import stat
+
+    from vitdeploy.bundle import atomic_write_text
+
+    previous = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "manifest.json", "{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "manifest.json").stat().st_mode) == 0o666 & ~umask  # before: 0600
+
+
+def test_an_exported_bundle_is_readable_by_others(exported):
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    b = exported("vit-test-detr")
+    for name in ("model.onnx", "manifest.json"):
+        assert stat.S_IMODE((b.path / name).stat().st_mode) == 0o666 & ~umask, name

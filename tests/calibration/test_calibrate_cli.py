@@ -140,3 +140,40 @@ def test_int8_and_fp16_options_reach_the_manifest(invoke, bundle):
     assert sorted(p.name for p in bundle.path.iterdir()) == [
         "calibration.fp16.log", "calibration.int8.log", "calibration_report.fp16.json", "calibration_report.int8.json",
         "manifest.json", "model.fp16.onnx", "model.int8.onnx", "model.onnx"]
+
+
+def test_ctrl_c_during_modelopt_leaves_no_temporary_files(unchanged, bundle, tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with unchanged(bundle.path):
+        calibrate_and_interrupt(bundle.path, temp)
+
+
+def calibrate_and_interrupt(bundle, temp) -> None:
+    """Run `vitdeploy calibrate` with ``temp`` as its TMPDIR and send SIGINT to its process group
+    while ModelOpt quantizes; nothing may be left in ``temp``."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # its own process group, signalled as a whole: what Ctrl-C in a terminal does
+    proc = subprocess.Popen([sys.executable, "-m", "vitdeploy.cli.app", "calibrate", str(bundle), "--precision",
+                             "int8", "--data", "synthetic", "--samples", "16", "--heldout", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "TMPDIR": str(temp)})
+    try:
+        deadline = time.monotonic() + 120
+        # ModelOpt's own temporary ONNX (tempfile.mkstemp) exists while it quantizes
+        while time.monotonic() < deadline and proc.poll() is None and not list(temp.rglob("tmp*.onnx")):
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.communicate()[0]
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, output
+    left = sorted(str(p.relative_to(temp)) for p in temp.rglob("*") if p.name != ".ses")  # .ses: not ours
+    assert left == [], left  # before: ModelOpt's tmpXXXX.onnx (and ORT's work folder) stayed in $TMPDIR

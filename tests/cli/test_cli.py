@@ -55,3 +55,17 @@ def test_bad_input_is_one_line_and_exit_1(invoke, tmp_path, args, message):
     assert message in r.output
     assert "Traceback" not in r.output
     assert not (tmp_path / "b" / "manifest.json").exists()
+
+
+def test_info_checks_every_file_against_its_recorded_sha256(invoke, bundle):
+    b = bundle.path
+    r = invoke("info", b)
+    assert r.exit_code == 0 and "CHANGED" not in r.output, r.output
+    data = (b / "model.onnx").read_bytes()
+    (b / "model.onnx").write_bytes(data[: len(data) // 2])  # truncated: before, info said [good]
+    r = invoke("info", b)
+    assert r.exit_code == 1, r.output
+    assert "CHANGED" in r.output and "model.onnx (changed)" in r.output and "Traceback" not in r.output
+    (b / "model.onnx").unlink()
+    r = invoke("info", b)
+    assert r.exit_code == 1 and "MISSING" in r.output and "model.onnx (missing)" in r.output

@@ -43,10 +43,27 @@ def test_eval_on_six_synthetic_frames_beside_fp32_onnx_and_pytorch(invoke, train
 
 
 def test_random_weights_have_no_pytorch_reference(invoke, exported):
-    r = invoke("eval", exported("vit-test-detr").path, "--data", "synthetic:frames=2", "--precision", "fp32,int8")
-    assert r.exit_code == 0, r.output
+    r = invoke("eval", exported("vit-test-detr").path, "--data", "synthetic:frames=2")
+    assert r.exit_code == 0, r.output  # the reference is not something the user asked for
     assert "skipped torch fp32" in r.output and "random weights" in r.output
+
+
+def test_a_precision_asked_for_that_cannot_be_scored_is_exit_1(invoke, exported):
+    r = invoke("eval", exported("vit-test-detr").path, "--data", "synthetic:frames=2", "--precision", "fp32,int8")
+    assert r.exit_code == 1, r.output
     assert "skipped onnxruntime int8" in r.output and "no int8 ONNX" in r.output
+    assert "could not score: precision int8" in r.output and "Traceback" not in r.output
+
+
+def test_eval_fails_when_the_fp32_onnx_cannot_be_scored(invoke, trained_like, tmp_path):
+    import shutil
+
+    broken = tmp_path / "bundle"
+    shutil.copytree(trained_like, broken)
+    (broken / "model.onnx").write_bytes(b"truncated")
+    r = invoke("eval", broken, "--data", "synthetic:frames=2")
+    assert r.exit_code == 1, r.output  # before: 0, with only the PyTorch reference scored
+    assert "torch fp32 (ref)" in r.output and "FP32 ONNX graph" in r.output
 
 
 def write(path, text):

@@ -100,3 +100,68 @@ def test_base_models_export(tmp_path, name):
 def test_single_camera_bundle(tmp_path):
     b = export_model("vit-test-cls", out=tmp_path, options=ExportOptions(max_cameras=1)).bundle
     assert b.manifest.max_cameras == 1 and b.manifest.graph().parity.passed
+
+
+def _calibrated_and_built(path):
+    """Make ``path`` look like a bundle that was calibrated and built since its export."""
+    from vitdeploy.bundle import Bundle, Engine, Precision, Variant
+
+    b = Bundle.open(path)
+    for name in ("model.int8.onnx", "calibration_report.int8.json", "calibration.int8.log", "model.int8.orin.plan",
+                 "notes.txt"):
+        (path / name).write_bytes(b"old")
+    b.manifest.graph().set_variant(Variant(Precision.INT8, "model.int8.onnx", sha256="0" * 64, details={
+        "report": "calibration_report.int8.json", "log": "calibration.int8.log"}))
+    b.manifest.calibration["int8"] = {"report": "calibration_report.int8.json"}
+    b.manifest.engines.append(Engine(file="model.int8.orin.plan", graph="model", precision=Precision.INT8,
+                                     tensorrt_version="10.3", cuda_version="12.6", gpu_name="Orin",
+                                     compute_capability="8.7", profile={}, onnx_sha256="0", plan_sha256="0",
+                                     build_seconds=1.0, built_at=""))
+    b.save()
+
+
+def test_reexport_removes_the_old_models_graphs_reports_and_engines(tmp_path):
+    from vitdeploy.bundle import Bundle
+
+    export_model("vit-test-cls", out=tmp_path, options=ExportOptions(max_cameras=2))
+    _calibrated_and_built(tmp_path)
+    with pytest.raises(ParityError):  # a failed export leaves the bundle as it was
+        export_model("vit-test-cls", out=tmp_path, options=ExportOptions(atol=0.0, rtol=0.0, max_cameras=2))
+    assert Bundle.open(tmp_path).manifest.graph().variant("int8") is not None
+    assert (tmp_path / "model.int8.onnx").is_file() and (tmp_path / "model.int8.orin.plan").is_file()
+
+    export_model("vit-test-cls", out=tmp_path, options=ExportOptions(max_cameras=2))
+    # before: the old model's INT8 graph, report, log and engine stayed beside the new model.onnx
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "model.onnx", "notes.txt"]
+    m = Bundle.open(tmp_path).manifest
+    assert [v.precision.value for v in m.graph().variants] == ["fp32"] and not m.engines and not m.calibration
+
+
+def test_parity_runs_a_per_camera_graph_two_cameras_at_a_time(monkeypatch, tmp_path):
+    """Peak memory stays that of two cameras whatever --max-cameras (sam-vit-b at 8 went over 24 GB)."""
+    from vitdeploy.exporter import parity
+
+    seen = []
+    real = parity.run_torch
+    monkeypatch.setattr(parity, "run_torch", lambda spec, feeds: seen.append(len(feeds["images"])) or real(spec, feeds))
+    bundle = export_model("vit-test-cls", out=tmp_path, options=ExportOptions(max_cameras=7)).bundle
+    assert seen == [1, 2, 2, 2, 1, 2]  # random@cameras=1; random@cameras=7 in four runs; the photo at 2
+    record = bundle.manifest.graph().parity
+    assert record.passed and set(record.cases) == {"random@cameras=1", "random@cameras=7", "photo@cameras=2"}
+    assert all(0 < e.max_abs < 1e-3 for e in record.cases["random@cameras=7"].values())
+
+
+def test_a_graph_that_mixes_cameras_is_checked_whole():
+    import numpy as np
+    import torch
+
+    from vitdeploy.bundle import TensorSpec
+    from vitdeploy.exporter.graphs import GraphSpec
+    from vitdeploy.exporter.parity import camera_chunks
+
+    spec = GraphSpec(name="rig", file="rig.onnx", module=torch.nn.Identity(),
+                     inputs=[TensorSpec("images", "float32", ["cameras", 3, 8, 8])],
+                     outputs=[TensorSpec("boxes", "float32", [10, 4])],  # one answer per frame set
+                     trace_dims={"cameras": 2}, dim_ranges={"cameras": (1, 6)}, make_inputs=lambda d, r: {})
+    feeds = {"images": np.zeros((6, 3, 8, 8), np.float32)}
+    assert [len(c["images"]) for c in camera_chunks(spec, feeds)] == [6]

@@ -50,7 +50,8 @@ def test_sigmoid_scores_have_no_no_object_class():
     logits = np.array([[[5.0, 5.0], [-5.0, -5.0]]], np.float32)
     boxes = np.full((1, 2, 4), 0.5, np.float32)
     (sig,) = detr(ScoreActivation.SIGMOID).decode({"logits": logits, "boxes": boxes}, score_threshold=0.9)
-    assert len(sig.detections) == 1 and sig.detections.scores[0] > 0.99
+    # per (query, class) pair, as Deformable DETR / RT-DETR / DINO post-process: query 0 is both classes
+    assert sorted(sig.detections.labels.tolist()) == [0, 1] and min(sig.detections.scores) > 0.99
     # read as softmax, the last column would be "no object" and class 0 only 0.5
     (soft,) = detr(ScoreActivation.SOFTMAX).decode({"logits": logits, "boxes": boxes}, score_threshold=0.9)
     assert len(soft.detections) == 0
@@ -68,3 +69,14 @@ def test_masks_are_upsampled_to_the_frame():
 def test_classification_top_k():
     top = decode_classes(np.array([[0.0, 3.0, 1.0]], np.float32), top_k=2)
     assert [c for c, _ in top[0]] == [1, 2]
+
+
+def test_sigmoid_keeps_the_top_k_query_class_pairs_best_first():
+    logits = np.array([[[3.0, 1.0], [2.0, -9.0], [-9.0, 4.0]]], np.float32)
+    boxes = np.tile(np.arange(3, dtype=np.float32)[None, :, None] / 10 + 0.2, (1, 1, 4))
+    (result,) = detr(ScoreActivation.SIGMOID).decode({"logits": logits, "boxes": boxes}, score_threshold=0.5, top_k=3)
+    # pairs by score: (q2, c1) 4.0, (q0, c0) 3.0, (q1, c0) 2.0, (q0, c1) 1.0 -> the best three
+    assert result.detections.labels.tolist() == [1, 0, 0]
+    np.testing.assert_allclose(result.detections.scores, 1 / (1 + np.exp(-np.array([4.0, 3.0, 2.0]))), rtol=1e-6)
+    # query q's box is cx = cy = w = h = 0.2 + q / 10, so its left edge is (0.2 + q / 10) / 2 of the width
+    np.testing.assert_allclose(result.detections.boxes[:, 0], np.array([0.4, 0.2, 0.3]) / 2 * INPUT[1], rtol=1e-5)

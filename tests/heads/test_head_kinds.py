@@ -33,8 +33,8 @@ def test_each_zoo_model_gives_the_outputs_its_head_declares(name):
 
 def test_outputs_that_do_not_fit_the_declared_head_are_named():
     head = head_of("vit-test-detr", scores=ScoreActivation.SIGMOID)  # sigmoid: 6 classes, no "no object"
-    with pytest.raises(BundleError, match=r"do not fit a detr \(sigmoid scores.*expected logits \['cameras', 10, 6\]"
-                                          r".*got logits \['cameras', 10, 7\]"):
+    with pytest.raises(BundleError, match=r"do not fit a detr \(sigmoid scores.*expected logits \[cameras, 10, 6\]"
+                                          r".*got logits \[cameras, 10, 7\]"):
         head.check_outputs({"logits": [CAMERA_AXIS, 10, 7], "boxes": [CAMERA_AXIS, 10, 4]})
     with pytest.raises(BundleError, match="got logits"):
         head.check_outputs({"logits": [CAMERA_AXIS, 10, 6]})  # boxes missing
@@ -83,6 +83,17 @@ def test_agreement_takes_two_output_dicts():
     cand[:, [0, 4]], cand[:, [1, 5]] = 0.0, 1.0  # tasks 0 and 1 change their answer, task 2 keeps it
     task = tab.agreement({"logits": ref}, {"logits": cand})
     assert task.value == pytest.approx(1 / 3) and task.details["tasks"] == {"task0": 0.0, "task1": 0.0, "task2": 1.0}
+
+
+def test_query_outputs_are_sets_and_a_head_knows_which_graphs_it_can_judge():
+    detr, cls = head_of("vit-test-detr"), head_of("vit-test-cls")
+    ref = _confident_detr()
+    reversed_queries = {name: value[:, ::-1].copy() for name, value in ref.items()}
+    assert detr.unordered_outputs == ("logits", "boxes")  # the same detections in any row order:
+    assert detr.agreement(ref, reversed_queries).value == pytest.approx(1.0)
+    assert head_of("vit-test-mask").unordered_outputs == ("logits", "masks") and cls.unordered_outputs == ()
+    assert detr.compares(["logits", "boxes"]) and not detr.compares(["logits"])  # boxes missing
+    assert cls.compares(["logits"]) and not head_of("sam-vit-test").compares(["iou_predictions", "low_res_masks"])
 
 
 def test_sam_declares_its_outputs_but_runs_nowhere_yet():

@@ -29,11 +29,45 @@ fps = {fps}
 
 def test_the_documented_example_parses():
     rig = load_rig(EXAMPLE)
-    assert rig.camera_names == ["front", "front_left", "front_right", "rear", "dash"]
-    assert rig.cameras[4].resolution == (720, 1280) and rig.cameras[3].loop
+    assert rig.camera_names == ["front", "front_left", "front_right", "rear"]
+    assert rig.cameras[3].loop and rig.startup_timeout_s == 2.0
     assert rig.model.backend == "onnxruntime" and rig.model.precision is Precision.FP32
     assert rig.outputs.video is VideoMode.MOSAIC and rig.sync_tolerance_ms == 40
     assert rig.base_dir == EXAMPLE.parent.resolve()
+    # the network camera is shown commented out, as a parsable example
+    commented = "\n".join(line[2:] for line in EXAMPLE.read_text().splitlines() if line.startswith("# "))
+    dash = parse_rig(commented[commented.index("[[cameras]]"):])
+    assert dash.cameras[0].resolution == (720, 1280) and dash.cameras[0].timeout_s == 5.0
+
+
+def test_the_documented_example_has_no_active_network_camera_or_private_address():
+    import re
+
+    active = [line.split("#")[0] for line in EXAMPLE.read_text().splitlines()]
+    private = re.compile(r"\b(10|127|192\.168|172\.(1[6-9]|2\d|3[01]))\.\d+\.\d+")
+    assert not [line for line in active if private.search(line)]  # before: rtsp://192.168.1.20:8554/dash
+    assert all(c.source.startswith("synthetic://") or c.source.endswith(".mp4") for c in load_rig(EXAMPLE).cameras)
+
+
+def test_the_documented_example_runs_as_it_is(invoke, bundle, tmp_path):
+    """As its header says: make the video it names, then run it (with a small test bundle)."""
+    import shutil
+
+    from vitdeploy.data.video import write_videos
+
+    text = EXAMPLE.read_text()
+    assert "#   vitdeploy data video --out runs/example/media --frames 100 --cameras 6" in text
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(EXAMPLE, docs / EXAMPLE.name)
+    rig = load_rig(docs / EXAMPLE.name)
+    rear = rig.base_dir / rig.cameras[3].source
+    assert rear == tmp_path / "docs" / ".." / "runs" / "example" / "media" / "rear.mp4"
+    write_videos(tmp_path / "runs" / "example" / "media", frames=10, cameras=6, size=(64, 96))  # the command, smaller
+    r = invoke("run", bundle.path, "--rig", docs / EXAMPLE.name, "--max-frames", "5", "--no-live")
+    assert r.exit_code == 0, r.output  # before: a camera at a private address, and a video nobody made
+    assert (tmp_path / "runs" / "example" / "frames.jsonl").read_text().count("\n") == 5
+    assert (tmp_path / "runs" / "example" / "mosaic.mp4").is_file()
 
 
 def test_a_field_error_names_the_field():

@@ -189,3 +189,67 @@ def test_free_running_rig_processes_every_video_frame_then_stops(bundle, tmp_pat
     records = read_jsonl(tmp_path / "out" / "frames.jsonl")
     assert [[c["frame"] for c in r["cameras"]] for r in records] == [[k, k] for k in range(6)]
     assert all(c.health is Health.ENDED and c.missing == 0 for c in summary.cameras)
+
+
+def test_the_first_video_frame_reaches_the_output(bundle, tmp_path):
+    from vitdeploy.runtime.rig import Camera, Rig
+
+    write_video(tmp_path / "v.mp4", 20)
+    # the synthetic camera's first render is slow (the scene generator starts): the video's first
+    # frames were once replaced in its buffer while the first set waited for it
+    rig = Rig(cameras=(Camera("v", "v.mp4", fps=20), Camera("s", "synthetic://front?size=64x96", fps=20)),
+              rate_hz=20, sync_tolerance_ms=40, latency_budget_ms=1000, base_dir=tmp_path,
+              outputs=Outputs(live=False))
+    summary = run_rig(rig, bundle=bundle, options=RunOptions(out=tmp_path / "out", max_frames=22))
+    v = summary.cameras[0]
+    assert (v.frames_in, v.frames_out, v.health) == (20, 20, Health.ENDED)  # before: 20 in, 19 out
+    assert v.skipped == 0
+    records = read_jsonl(tmp_path / "out" / "frames.jsonl")
+    assert [r["cameras"][0]["frame"] for r in records[:20]] == list(range(20))
+
+
+def test_frames_no_set_used_are_counted_not_hidden(invoke, bundle, tmp_path):
+    # cameras at 20 fps on a 10 Hz rig: every other frame is never used, and the summary says so
+    rig = synthetic_rig(2, fps=20, size=SIZE, loop=4, rate_hz=10, sync_tolerance_ms=60, latency_budget_ms=500)
+    summary = run_rig(rig, bundle=bundle, options=RunOptions(out=tmp_path, max_frames=8))
+    for c in summary.cameras:
+        assert c.skipped >= 5 and c.frames_out == 8
+    (tmp_path / "rig.toml").write_text('rate_hz = 10\n[outputs]\nlive = false\n[[cameras]]\nname = "front"\n'
+                                       'source = "synthetic://front?size=64x96&loop=4"\nfps = 20\n')
+    r = invoke("run", bundle.path, "--rig", tmp_path / "rig.toml", "--max-frames", "6", "--out", tmp_path / "cli")
+    assert r.exit_code == 0, r.output
+    assert "dropped: none" not in r.output and "frames of front" in r.output  # before: "dropped: none"
+
+
+def test_exit_codes_say_when_cameras_were_lost(invoke, bundle, tmp_path):
+    write_video(tmp_path / "ok.mp4", 10)
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    cams = "\n".join(f'[[cameras]]\nname = "{n}"\nsource = "{src}"\nfps = 20' for n, src in
+                     (("good", "ok.mp4"), ("bad", "broken.mp4")))
+    (tmp_path / "rig.toml").write_text(f"rate_hz = 0\n[outputs]\nlive = false\n{cams}\n")
+    r = invoke("run", bundle.path, "--rig", tmp_path / "rig.toml", "--out", tmp_path / "out")
+    assert r.exit_code == 3, r.output  # it ran, without one camera: before, 0
+    assert "cameras lost: bad" in r.output and "Traceback" not in r.output
+    assert len(read_jsonl(tmp_path / "out" / "frames.jsonl")) == 10
+
+    (tmp_path / "none.toml").write_text('rate_hz = 0\n[outputs]\nlive = false\n[[cameras]]\nname = "bad"\n'
+                                        'source = "broken.mp4"\nfps = 20\n')
+    r = invoke("run", bundle.path, "--rig", tmp_path / "none.toml", "--out", tmp_path / "none")
+    assert r.exit_code == 1, r.output  # every camera failed, nothing came out: before, 0
+    assert "no frame set was produced" in r.output and "bad" in r.output
+
+
+def test_run_statistics_stay_bounded_on_a_long_run(monkeypatch):
+    from vitdeploy.runtime import stats as stats_module
+    from vitdeploy.runtime.sync import CameraSlot, FrameSet
+
+    monkeypatch.setattr(stats_module, "MAX_SAMPLES", 50)
+    st = stats_module.Stats([ScriptedSource("a", lambda k: None)], budget_ms=10.0)
+    for i in range(200):
+        slot = CameraSlot("a", np.zeros((2, 2, 3), np.uint8), False, Health.OK, capture_time=float(i))
+        st.record(FrameSet(i, [slot], 0.0, stamps={"tick": i, "sync": i + 0.001, "sink_start": i + 0.02,
+                                                       "sink_end": i + 0.021}))
+    summary = st.summary(dropped={}, empty_ticks=0, stopped_by="stop", duration_s=200.0)
+    assert summary.sets_out == 200 and summary.deadline_misses == 200 and summary.cameras[0].frames_out == 200
+    assert len(summary.latency_ms["end_to_end"]) == 50 and len(summary.done_times) == 50  # the latest, kept
+    assert summary.done_times[0] == 150.021

@@ -11,7 +11,8 @@ import pytest
 
 from vitdeploy.bundle import Precision
 from vitdeploy.bundle.manifest import Graph, TensorSpec
-from vitdeploy.tensorrt.agreement import TOLERANCES, GoldenReport, check_engine, compare_output
+from vitdeploy.heads import TaskAgreement
+from vitdeploy.tensorrt.agreement import TOLERANCES, GoldenReport, TaskCheck, check_engine, compare_output
 from vitdeploy.tensorrt.golden import GoldenSet
 
 RNG = np.random.default_rng(0)
@@ -115,26 +116,90 @@ def test_report_summary_and_record():
     assert GoldenReport(Precision.FP16, {"cameras=1": {"logits": good}}).summary().startswith("pass (min cosine 1.0")
 
 
+#: Two frames, each image filled with its own index, so a stand-in engine can look up its outputs.
+FRAMES = np.arange(2, dtype=np.float32)[:, None, None, None] * np.ones((1, 3, 4, 4), np.float32)
+
+
+def _frame(feeds):
+    return feeds["images"][:, 0, 0, 0].astype(int)
+
+
+class _Head:
+    """A head whose agreement is ``value`` whatever it is given, and whose ``boxes`` are a set."""
+
+    unordered_outputs = ("boxes",)
+
+    def __init__(self, value):
+        self.value, self.seen = value, []
+
+    def agreement(self, reference, candidate):
+        self.seen.append((sorted(reference), sorted(candidate), len(candidate["boxes"])))
+        return TaskAgreement("detection_map", "stand-in", self.value,
+                             reason="" if self.value is not None else "FP32 detects nothing")
+
+
 def test_a_task_level_check_takes_part_in_the_verdict():
     graph = Graph(name="model", inputs=[TensorSpec("images", "float32", ["cameras", 3, 4, 4])],
                   outputs=[TensorSpec("boxes", "float32", ["cameras", 30, 4])])
     golden = GoldenSet(graph="model", onnx_sha256="a" * 64, dims={"cameras": 2},
-                       inputs={"images": np.zeros((2, 3, 4, 4), np.float32)}, outputs={"boxes": BOXES})
-    seen = []
-
-    def disagrees(ref, got, precision):
-        seen.append((sorted(ref), sorted(got), precision))
-        return ["box agreement 0.41 < 0.85"]
-
-    report = check_engine(lambda feeds: {"boxes": BOXES[: len(feeds["images"])]}, golden, graph,
-                          precision=Precision.INT8, camera_counts=[1, 2], task_check=disagrees)
-    assert seen == [(["boxes"], ["boxes"], Precision.INT8)] * 2
+                       inputs={"images": FRAMES}, outputs={"boxes": BOXES})
+    head = _Head(0.41)
+    check = TaskCheck(head=head, measured={Precision.INT8: 0.9})
+    report = check_engine(lambda feeds: {"boxes": BOXES[_frame(feeds)]}, golden, graph,
+                          precision=Precision.INT8, camera_counts=[1, 2], task_check=check)
+    assert head.seen == [(["boxes"], ["boxes"], 2)] * 2  # the whole pool for each camera count
     assert all(a.passed for case in report.cases.values() for a in case.values())  # element-wise: identical
-    assert not report.passed and "cameras=2 task: box agreement 0.41 < 0.85" in report.summary()
-    assert report.to_record()["task"]["cameras=1"] == ["box agreement 0.41 < 0.85"]
-    agreeing = check_engine(lambda feeds: {"boxes": BOXES[: len(feeds["images"])]}, golden, graph,
-                            precision=Precision.INT8, camera_counts=[2], task_check=lambda *_: [])
-    assert agreeing.passed
+    why = "detection_map 0.410 < 0.75 (calibration measured 0.900, minus 0.15)"
+    assert not report.passed and f"cameras=2 task: {why}" in report.summary()
+    record = report.to_record()["task"]["cameras=1"]
+    assert record["failures"] == [why] and record["value"] == 0.41 and record["minimum"] == pytest.approx(0.75)
+    agreeing = check_engine(lambda feeds: {"boxes": BOXES[_frame(feeds)]}, golden, graph,
+                            precision=Precision.INT8, camera_counts=[2], task_check=TaskCheck(head=_Head(0.8)))
+    assert agreeing.passed and "detection_map 0.800 (min 0.75)" in agreeing.summary()  # 0.75: nothing measured
+
+
+def test_set_outputs_are_judged_by_the_task_check_only_when_it_is_defined_and_passes():
+    graph = Graph(name="model", inputs=[TensorSpec("images", "float32", ["cameras", 3, 4, 4])],
+                  outputs=[TensorSpec("boxes", "float32", ["cameras", 30, 4]),
+                           TensorSpec("logits", "float32", ["cameras", 30, 7])])
+    logits = np.random.default_rng(3).standard_normal((2, 30, 7)).astype(np.float32) * 5
+    golden = GoldenSet(graph="model", onnx_sha256="a" * 64, dims={"cameras": 2},
+                       inputs={"images": FRAMES}, outputs={"boxes": BOXES, "logits": logits})
+
+    def judged(value, logits_shift=0.0):
+        def reordered(feeds):  # the boxes in reverse query order
+            return {"boxes": BOXES[_frame(feeds), ::-1], "logits": logits[_frame(feeds)] + logits_shift}
+
+        return check_engine(reordered, golden, graph, precision=Precision.INT8, camera_counts=[2],
+                            task_check=TaskCheck(head=_Head(value)))
+
+    passed = judged(0.95)
+    boxes = passed.cases["cameras=2"]["boxes"]
+    assert passed.passed and not boxes.failures and any("of elements within" in f for f in boxes.advisory)
+    assert "element bounds of boxes advisory" in passed.summary()
+    assert passed.to_record()["cases"]["cameras=2"]["boxes"]["advisory"] == list(boxes.advisory)
+    # an output the head does not call a set keeps its element bounds
+    shifted = judged(0.95, logits_shift=3.0)
+    assert not shifted.passed and shifted.cases["cameras=2"]["logits"].failures
+    assert not shifted.cases["cameras=2"]["logits"].advisory
+    assert not judged(0.5).cases["cameras=2"]["boxes"].passed  # the task check failed: element bounds count
+    undefined = judged(None)
+    assert not undefined.passed and not undefined.cases["cameras=2"]["boxes"].passed  # undefined decides nothing
+    assert "detection_map undefined: FP32 detects nothing" in undefined.summary()
+    assert undefined.to_record()["task"]["cameras=2"]["value"] is None
+
+
+def test_task_minimums_follow_what_calibration_measured():
+    check = TaskCheck(head=_Head(1.0), measured={Precision.FP16: 0.998, Precision.INT8: 0.94})
+    assert check.minimum(Precision.FP32)[0] == 0.99
+    assert check.minimum(Precision.FP16) == (pytest.approx(0.948), "calibration measured 0.998, minus 0.05")
+    assert check.minimum(Precision.INT8)[0] == pytest.approx(0.79)
+    poorly = TaskCheck(head=_Head(1.0), measured={Precision.FP16: 0.7, Precision.INT8: 0.55})
+    assert poorly.minimum(Precision.FP16) == (0.80, "fp16 floor (calibration measured 0.700)")
+    assert poorly.minimum(Precision.INT8)[0] == 0.50
+    unmeasured = TaskCheck(head=_Head(1.0))
+    assert [unmeasured.minimum(p)[0] for p in (Precision.FP16, Precision.INT8)] == [0.95, 0.75]
+    assert "no agreement recorded" in unmeasured.minimum(Precision.INT8)[1]
 
 
 @pytest.mark.slow
@@ -144,13 +209,13 @@ def test_a_calibrated_int8_graph_passes_the_int8_bounds(exported, tmp_path):
     import shutil
 
     from vitdeploy.bundle import Bundle
-    from vitdeploy.calibration import calibrate_bundle
+    from vitdeploy.calibration import CalibrationOptions, calibrate_bundle
     from vitdeploy.runtime.backends.onnxruntime import run_on_cpu
     from vitdeploy.tensorrt.golden import ensure_golden
 
     path = tmp_path / "b"
     shutil.copytree(exported("vit-test-detr", max_cameras=2).path, path)
-    calibrate_bundle(path, precision="int8", samples=16, heldout=4)
+    calibrate_bundle(path, precision="int8", options=CalibrationOptions(samples=16, heldout=4))
     bundle = Bundle.open(path)
     graph = bundle.manifest.graph()
     golden = ensure_golden(bundle, graph, dims={"cameras": (1, 2, 2)})

@@ -44,6 +44,10 @@ def test_build_writes_the_plan_and_records_provenance_and_golden(bundle, monkeyp
     assert e.onnx_sha256 == saved.manifest.graph().variant("fp32").sha256
     assert (bundle.path / GOLDEN_FILE).is_file()
     assert not [p.name for p in bundle.path.iterdir() if p.name.startswith(".")]  # no temporaries
+    # the head's task-level check ran on the golden pool; random weights detect nothing, and it says so
+    task = e.golden["task"]["cameras=2"]
+    assert task["metric"] == "detection_map" and task["value"] is None and "detects nothing" in task["reason"]
+    assert "12 frames" in e.golden["reference"]
 
     # the backend opens what was built, for this machine
     with trt_backend.from_bundle(saved) as backend:

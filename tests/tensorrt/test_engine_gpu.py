@@ -49,10 +49,12 @@ def test_build_each_precision_checks_golden_and_records_provenance(trt, bundle, 
 
     golden = load_golden(bundle.path / GOLDEN_FILE)["model"]
     with from_bundle(b, precision=precision) as backend:
+        def run(feeds):
+            return backend.infer({s.name: feeds[s.name].astype(s.dtype) for s in backend.inputs})
+
         for cameras in (1, MAX_CAMERAS):
-            inputs, ref = golden.take(b.manifest.graph(), cameras)
-            out = backend.infer({s.name: inputs[s.name].astype(s.dtype) for s in backend.inputs})
-            for name, r in ref.items():
+            out = golden.outputs_of(run, b.manifest.graph(), cameras=cameras)
+            for name, r in golden.outputs.items():
                 assert compare_output(name, r, out[name], TOLERANCES[precision]).passed
 
 

@@ -67,12 +67,14 @@ class Deadline:
 @dataclass(frozen=True)
 class BenchSettings:
     """How long to measure: ``warmup`` inferences first (not measured), then ``iterations`` frame
-    sets or ``duration_s`` seconds (not both; neither: 100 iterations, or 10 s in deadline mode)."""
+    sets or ``duration_s`` seconds (not both; neither: 100 iterations, or 10 s in deadline mode).
+    ``allow_rejected`` measures graphs calibration rejected too (recorded in the report)."""
 
     warmup: int = 10
     iterations: int | None = None
     duration_s: float | None = None
     deadline: Deadline | None = None
+    allow_rejected: bool = False
 
     def __post_init__(self) -> None:
         if self.warmup < 0:
@@ -96,7 +98,7 @@ class BenchSettings:
         return {"warmup": self.warmup, "iterations": iterations, "duration_s": duration,
                 "fps": self.deadline.fps if self.deadline else None,
                 "budget_ms": self.deadline.budget_ms if self.deadline else None,
-                "mode": "deadline" if self.deadline else "throughput"}
+                "mode": "deadline" if self.deadline else "throughput", "allow_rejected": self.allow_rejected}
 
 
 # ---- frames --------------------------------------------------------------------------------------
@@ -266,9 +268,11 @@ def run_configuration(bundle: Bundle, config: Configuration, settings: BenchSett
     try:
         probe.start()
         with open_backend(config.backend, bundle, precision=config.precision, device=config.device,
-                          model=model) as backend:
+                          model=model, allow_rejected=settings.allow_rejected) as backend:
             feeds = make_feeds(bundle, backend, frame_sets)
             info = backend.describe()
+            if settings.allow_rejected and config.backend != "torch" and bundle.rejected_variants(config.precision):
+                info["allow_rejected"] = "; ".join(bundle.rejected_variants(config.precision))
             if settings.deadline is None:
                 m = measure_backend(backend, feeds, warmup=settings.warmup, iterations=iterations,
                                     duration_s=duration_s, progress=progress)
@@ -289,12 +293,13 @@ def run_configuration(bundle: Bundle, config: Configuration, settings: BenchSett
         return ConfigResult.skipped(config, str(exc))
 
 
-def _prime(bundle: Bundle, config: Configuration, model: nn.Module | None) -> None:
+def _prime(bundle: Bundle, config: Configuration, model: nn.Module | None, *, allow_rejected: bool) -> None:
     """Open and close ``config``'s backend once, unmeasured, so that one-time library start-up
     (onnxruntime's and torch's own allocations) is not charged to the first configuration's memory.
     An error here is not lost: the measured run that follows opens the same backend and reports it."""
     try:
-        open_backend(config.backend, bundle, precision=config.precision, device=config.device, model=model).close()
+        open_backend(config.backend, bundle, precision=config.precision, device=config.device, model=model,
+                     allow_rejected=allow_rejected).close()
     except VitDeployError:
         return
 
@@ -341,7 +346,8 @@ def bench_bundle(bundle: Bundle, configs: list[Configuration], settings: BenchSe
             frames_by_cameras[config.cameras] = camera_frames(bundle, config.cameras)
         if config.backend not in primed:
             primed.add(config.backend)
-            _prime(bundle, config, copy.deepcopy(this_model) if this_model is not None else None)
+            _prime(bundle, config, copy.deepcopy(this_model) if this_model is not None else None,
+                   allow_rejected=settings.allow_rejected)
         results.append(run_configuration(bundle, config, settings, frame_sets=frames_by_cameras.get(config.cameras, []),
                                          model=this_model, progress=report_progress))
         if report_progress is not None:

@@ -9,11 +9,25 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from vitdeploy.errors import BundleError
+
+
+def _create_beside(path: Path) -> Path:
+    """Create an empty, new temporary file beside ``path``. Its mode is 0666 less the umask, as for
+    any file a program writes (``mkstemp`` makes 0600, which the rename would carry into the bundle)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 @contextlib.contextmanager
@@ -22,11 +36,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp_path = _create_beside(path)
     except OSError as exc:
         raise BundleError(f"cannot write {path}: {exc.strerror or exc}; choose a writable folder") from exc
-    os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)

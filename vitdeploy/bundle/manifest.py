@@ -198,13 +198,59 @@ class Engine:
     dla_layers: int | None = None  # DLA engines: layers the engine inspector found on the DLA
 
 
+class SourceKind(str, enum.Enum):
+    """Where a bundle's graph came from (DESIGN.md decision 8: from then on every stage is the same)."""
+
+    ZOO = "zoo"  # a named zoo model, perhaps on a pretrained backbone with the user's classes
+    FACTORY = "factory"  # a user's Python function returning an nn.Module
+    ONNX = "onnx"  # an ONNX file exported elsewhere: there is no PyTorch model to compare with
+
+
+#: ``ModelSource.parity`` of an imported graph.
+NO_TORCH_REFERENCE = "imported: no PyTorch reference"
+
+
+@dataclass
+class BackboneRecord:
+    """The pretrained backbone a zoo model was built on: enough to rebuild its encoder without the file.
+
+    ``layout``: timm | dinov2 | hf-vit | hf-dinov2; ``source``: the file or folder as given;
+    ``sha256``: of its bytes (a folder: of its config and weight files); ``encoder``: the
+    ``EncoderConfig`` it fits, as ``EncoderConfig.to_dict`` writes it.
+    """
+
+    layout: str
+    source: str
+    sha256: str
+    encoder: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelSource:
+    """What the bundle was made from. ``reference``: the zoo name, ``pkg.module:function`` or
+    ``path/model.py:function``, or the ONNX file as given; ``sha256``: of the factory's file or the
+    ONNX file; ``weights_sha256``: digest of the exported module's state dict (a rebuilt factory
+    model is the bundle's only if it matches); ``parity``: what export parity was measured against."""
+
+    kind: SourceKind = SourceKind.ZOO
+    reference: str = ""
+    sha256: str = ""
+    backbone: BackboneRecord | None = None
+    weights_sha256: str = ""
+    parity: str = "pytorch"
+
+    @property
+    def has_torch_model(self) -> bool:
+        return self.kind is not SourceKind.ONNX
+
+
 @dataclass
 class Manifest:
     model: str
     head: HeadSpec
     parameters: int
     image_size: tuple[int, int]
-    patch_size: int
+    patch_size: int | None  # None: an imported graph, whose patch size vitdeploy cannot know
     max_cameras: int
     opset: int
     preprocessing: Preprocessing
@@ -217,6 +263,7 @@ class Manifest:
     export_seconds: float = 0.0
     calibration: dict[str, Any] = field(default_factory=dict)
     engines: list[Engine] = field(default_factory=list)
+    source: ModelSource = field(default_factory=ModelSource)
     schema: int = SCHEMA_VERSION
 
     def graph(self, name: str | None = None) -> Graph:
@@ -231,6 +278,18 @@ class Manifest:
                 return g
         raise BundleError(f"bundle of {self.model} has no graph {name!r}; graphs: {[g.name for g in self.graphs]}")
 
+    def referenced_files(self) -> set[str]:
+        """Every file of the bundle this manifest names: ONNX variants, their calibration reports
+        and logs, engine plans."""
+        names = {v.file for g in self.graphs for v in g.variants}
+        for g in self.graphs:
+            for v in g.variants:
+                names.update(str(v.details[k]) for k in ("report", "log") if isinstance(v.details.get(k), str))
+        names.update(str(c["report"]) for c in self.calibration.values()
+                     if isinstance(c, dict) and isinstance(c.get("report"), str))
+        names.update(e.file for e in self.engines)
+        return {n for n in names if n and "/" not in n and "\\" not in n and n not in (".", "..")}
+
     # ---- JSON ---------------------------------------------------------------------------------
     def to_json(self) -> str:
         return json.dumps(_to_jsonable(self), indent=2) + "\n"
@@ -241,6 +300,8 @@ class Manifest:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise BundleError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}); re-export the bundle") from exc
+        except RecursionError:
+            raise BundleError(f"{source} is nested too deeply to be a manifest; re-export the bundle") from None
         if not isinstance(raw, dict):
             raise BundleError(f"{source} does not hold a manifest object; re-export the bundle")
         schema = raw.get("schema")
@@ -250,7 +311,7 @@ class Manifest:
             )
         try:
             return _from_jsonable(cls, _migrate_1(raw) if schema == 1 else raw)
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, RecursionError) as exc:
             raise BundleError(f"{source} is malformed ({exc}); re-export the bundle") from exc
 
 
@@ -285,15 +346,22 @@ def _to_jsonable(obj: Any) -> Any:
 
 
 def _from_jsonable(tp: Any, value: Any) -> Any:
+    """``value`` (parsed JSON) as type ``tp``; TypeError or ValueError when it is not one."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if tp is Any:
+        return value
     if origin in (typing.Union, types.UnionType):
-        if value is None:
+        if value is None and type(None) in args:
             return None
-        non_none = [a for a in args if a is not type(None)]
-        if len(non_none) == 1:
-            return _from_jsonable(non_none[0], value)
-        return value  # e.g. int | str: JSON already holds the right one
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _from_jsonable(option, value)
+            except (TypeError, ValueError):
+                continue
+        raise TypeError(f"expected {tp}, got {value!r:.40}")
+    if tp in _PRIMITIVES:
+        return _primitive(tp, value)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise TypeError(f"expected an object for {tp.__name__}, got {type(value).__name__}")
@@ -304,13 +372,31 @@ def _from_jsonable(tp: Any, value: Any) -> Any:
                 kwargs[f.name] = _from_jsonable(hints[f.name], value[f.name])
         return tp(**kwargs)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if not isinstance(value, str):
+            raise TypeError(f"expected one of {[m.value for m in tp]}, got {value!r:.40}")
         return tp(value)
-    if origin in (list, typing.List):  # noqa: UP006
-        return [_from_jsonable(args[0], v) for v in value] if args else list(value)
-    if origin is tuple:
-        if args and args[-1] is not Ellipsis:
+    if origin in (list, tuple, typing.List):  # noqa: UP006
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {value!r:.40}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
             return tuple(_from_jsonable(a, v) for a, v in zip(args, value, strict=True))
-        return tuple(value)
+        items = [_from_jsonable(args[0], v) for v in value] if args else list(value)
+        return tuple(items) if origin is tuple else items
     if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {value!r:.40}")
         return {k: _from_jsonable(args[1], v) for k, v in value.items()} if args else dict(value)
-    return value
+    raise TypeError(f"the manifest cannot hold a {tp}")  # a field type this reader does not know
+
+
+_PRIMITIVES = (bool, int, float, str)
+
+
+def _primitive(tp: type, value: Any) -> Any:
+    """JSON's bool, int, float and str as the field's type: an int is a float too, a bool no number."""
+    ok = (isinstance(value, bool) if tp is bool
+          else isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float
+          else isinstance(value, tp) and not isinstance(value, bool))
+    if not ok:
+        raise TypeError(f"expected {tp.__name__}, got {value!r:.40}")
+    return float(value) if tp is float else value

@@ -319,6 +319,9 @@ def _npz(path: Path, inputs: list[TensorSpec], samples: int, heldout: int, seed:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"cannot read {path} as an .npz of arrays ({exc}); save one with numpy.savez") from exc
+    not_arrays = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
+    if not_arrays:  # np.load hands back the raw bytes of a member that is no .npy
+        raise DataError(f"{path}: {not_arrays} are not numpy arrays; save the inputs with numpy.savez")
     names = [s.name for s in inputs]
     if sorted(arrays) != sorted(names):
         raise DataError(f"{path} holds arrays {sorted(arrays)} but the graph's inputs are {names}; "

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,13 @@ def run_modelopt(job: str, *, onnx_path: Path, output_path: Path, calibration: d
         np.savez(npz, **calibration)
         spec.write_text(json.dumps({"job": job, "onnx_path": str(onnx_path), "output_path": str(output_path),
                                     "calibration": str(npz), "options": options}))
-        with open(log_path, "ab") as log:
+        # TMPDIR: ModelOpt and ONNX Runtime put intermediate ONNX files in the system temp folder
+        # and remove them only when they finish. In a folder of ours they go whatever happens, also
+        # after a Ctrl-C (subprocess.run kills the child and waits for it before this folder goes).
+        with open(log_path, "ab") as log, tempfile.TemporaryDirectory(dir=work, prefix=".modelopt-") as temp:
             proc = subprocess.run([sys.executable, "-m", "vitdeploy.calibration.modelopt_runner", str(spec)],
                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": temp})
     finally:
         for path in (npz, spec):
             path.unlink(missing_ok=True)

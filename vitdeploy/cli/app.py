@@ -13,6 +13,7 @@ from vitdeploy.cli import (
     doctor_cmd,
     eval_cmd,
     export_cmd,
+    import_cmd,
     info_cmd,
     models_cmd,
     run_cmd,
@@ -37,6 +38,7 @@ def _root() -> None:
 app.command("models", epilog=models_cmd.EPILOG)(models_cmd.models)
 app.add_typer(data_cmd.data_app, name="data")
 app.command("export", epilog=export_cmd.EPILOG)(export_cmd.export)
+app.command("import", epilog=import_cmd.EPILOG)(import_cmd.import_onnx)
 app.command("info", epilog=info_cmd.EPILOG)(info_cmd.info)
 app.command("calibrate", epilog=calibrate_cmd.EPILOG)(calibrate_cmd.calibrate)
 app.command("build", epilog=build_cmd.EPILOG)(build_cmd.build)

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich import box
+from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vitdeploy.cli.console import console, err_console, handles_errors, parse_list, warn_random_weights
+from vitdeploy.cli.console import (
+    console,
+    err_console,
+    handles_errors,
+    parse_list,
+    unmet_requests,
+    warn_random_weights,
+)
 from vitdeploy.errors import VitDeployError
 from vitdeploy.extras import Extra, require, require_command
 
@@ -23,7 +32,8 @@ EPILOG = (
     "  vitdeploy bench bundles/tiny-detr --cameras 6 --fps 10 --budget-ms 100 --duration 30   (deadline mode)\n\n"
     "  vitdeploy bench --compare before.json after.json\n\n"
     "A configuration that cannot run here (no int8 ONNX, no TensorRT) is listed as skipped with the "
-    "reason; the command fails only when nothing could run."
+    "reason; the command fails (exit 1) when nothing could run, or when a backend or precision named with "
+    "--backend/--precision ran nowhere."
 )
 
 
@@ -46,11 +56,14 @@ def bench(
         help="Deadline mode: cameras deliver this many frames per second, through the whole runtime.")] = None,
     budget_ms: Annotated[float | None, typer.Option(
         help="Deadline mode: end-to-end budget per frame set, ms (capture to results).")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report (with raw samples) here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report (with raw samples) here; "
+                                                   "'-' writes it to stdout (the tables then go to stderr).")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write a Markdown table here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of the latency distributions here.")] = None,
     compare: Annotated[tuple[Path, Path] | None, typer.Option(
         help="Compare two --json reports (A B): prints B/A for every configuration both ran.")] = None,
+    allow_rejected: Annotated[bool, typer.Option("--allow-rejected", help="Also measure graphs that `calibrate "
+                                                 "--min-agreement` rejected (recorded in the report).")] = False,
 ) -> None:
     """Measure a bundle's latency (min/mean/median/p90/p95/p99/max), throughput, host<->device
     transfers and peak memory for every backend x precision x camera count; with --fps and
@@ -66,25 +79,26 @@ def bench(
     if plot is not None:  # before measuring, not after
         require(Extra.PLOTS, needed_by="`vitdeploy bench --plot`")
     from vitdeploy.bench import BenchSettings, Deadline, bench_bundle, plan
-    from vitdeploy.bench.report import to_markdown
-    from vitdeploy.bundle import Bundle, Precision, atomic_write_text
+    from vitdeploy.bundle import Bundle, Precision
     from vitdeploy.runtime.configs import parse_cameras
 
     if (fps is None) != (budget_ms is None):
         raise VitDeployError("deadline mode needs both --fps and --budget-ms")
     settings = BenchSettings(warmup=warmup, iterations=iterations, duration_s=duration,
-                             deadline=Deadline(fps, budget_ms) if fps is not None else None)
+                             deadline=Deadline(fps, budget_ms) if fps is not None else None,
+                             allow_rejected=allow_rejected)
     b = Bundle.open(bundle)
     precisions = [Precision.parse(p) for p in parse_list(precision)] or None
     configs = plan(b, backends=parse_list(backend) or None, precisions=precisions,
-                   cameras=parse_cameras(parse_list(cameras)) or None, device=device)
+                   cameras=parse_cameras(parse_list(cameras)) or None, device=device, allow_rejected=allow_rejected)
     if any(c.backend == "torch" for c in configs):
         warn_random_weights(b.manifest)
+    out = err_console if json_path is not None and str(json_path) == "-" else console  # stdout: the JSON alone
 
     mode = (f"deadline mode: {fps:g} fps, budget {budget_ms:g} ms" if fps is not None else "back-to-back inference")
-    console.print(f"[bold]{b.manifest.model}[/] — {len(configs)} configurations, {mode}")
+    out.print(f"[bold]{b.manifest.model}[/] — {len(configs)} configurations, {mode}")
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+                  TimeElapsedColumn(), console=out, transient=True) as bar:
         tasks: dict = {}
 
         def progress(config, fraction):
@@ -93,18 +107,33 @@ def bench(
             bar.update(tasks[config], completed=fraction if fraction is not None else 0.0)
 
         report = bench_bundle(b, configs, settings, progress=progress)
-    _print_report(report)
-    if json_path is not None:
-        console.print(f"wrote {report.write_json(json_path)}")
+    _print_report(report, out)
+    _write(report, out, json_path=json_path, markdown=markdown, plot=plot)
+    unmet = unmet_requests([(r.config, r.ok) for r in report.results], backends=parse_list(backend),
+                           precisions=precisions or [])
+    if unmet:
+        raise VitDeployError(f"asked for but nothing ran with: {', '.join(unmet)} (reasons above)")
+
+
+def _write(report, out: Console, *, json_path: Path | None, markdown: Path | None, plot: Path | None) -> None:
+    """The report's files (JSON to stdout for ``--json -``); an error when nothing could run."""
+    from vitdeploy.bench.report import to_markdown
+    from vitdeploy.bundle import atomic_write_text
+
+    if json_path is not None and str(json_path) == "-":
+        sys.stdout.write(report.to_json())
+        sys.stdout.flush()
+    elif json_path is not None:
+        out.print(f"wrote {report.write_json(json_path)}")
     if markdown is not None:
         atomic_write_text(markdown, to_markdown(report))
-        console.print(f"wrote {markdown}")
+        out.print(f"wrote {markdown}")
     if not report.ran:
         raise VitDeployError("nothing could run: every configuration was skipped (reasons above)")
     if plot is not None:
         from vitdeploy.bench.plot import write_plot
 
-        console.print(f"wrote {write_plot(report, plot)}")
+        out.print(f"wrote {write_plot(report, plot)}")
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:
@@ -118,7 +147,7 @@ def _table(title: str, columns: list[str]) -> Table:
     return table
 
 
-def _print_report(report) -> None:
+def _print_report(report, out: Console = console) -> None:
     from vitdeploy.bench.report import PHASES
     from vitdeploy.runtime.machine import machine_line
 
@@ -144,17 +173,17 @@ def _print_report(report) -> None:
                        str(d.late), str(d.dropped), _fmt(d.jitter.std_ms), _fmt(d.jitter.p99_minus_p50_ms),
                        _fmt(d.skew.p99_ms))
     if report.ran:
-        console.print(lat)
-        console.print(rate)
+        out.print(lat)
+        out.print(rate)
         if deadline:
-            console.print(dl)
-            console.print("missed = late (end to end over the budget) + drop (sets dropped: a stage fell behind); "
+            out.print(dl)
+            out.print("missed = late (end to end over the budget) + drop (sets dropped: a stage fell behind); "
                           "jitter / tail: std and p99-p50 of the intervals between completed sets, ms; skew: p99 "
                           "capture-time spread inside a set, ms", soft_wrap=True)
     for r in report.results:
         if not r.ok:
-            console.print(f"[yellow]skipped[/] {r.config.label}: {escape(r.reason or '')}", soft_wrap=True)
-    console.print(f"machine: {escape(machine_line(report.machine))}", soft_wrap=True)
+            out.print(f"[yellow]skipped[/] {r.config.label}: {escape(r.reason or '')}", soft_wrap=True)
+    out.print(f"machine: {escape(machine_line(report.machine))}", soft_wrap=True)
     for warning in (report.machine.get("doctor") or {}).get("warnings", []):  # as `vitdeploy doctor` says them
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True, highlight=False)
 

@@ -44,6 +44,8 @@ def build(
     trt_version: Annotated[int | None, typer.Option(help="TensorRT generation (10 or 11) for --print-trtexec; "
                                                          "default: the installed one.")] = None,
     device: Annotated[str, typer.Option(help="GPU to build on: cuda or cuda:N.")] = "cuda",
+    allow_rejected: Annotated[bool, typer.Option("--allow-rejected", help="Build from an ONNX that `calibrate "
+                                                 "--min-agreement` rejected (recorded in the engine's options).")] = False,
 ) -> None:
     """Build a strongly typed TensorRT engine from BUNDLE's ONNX, check it against golden outputs and
     record it with its provenance in the manifest."""
@@ -61,7 +63,8 @@ def build(
                                builder_opt_level=builder_opt_level, dla_core=dla_core,
                                version_compatible=version_compatible)
     options = BuildOptions(precision=precision, graph=graph, min_cameras=min_cameras, opt_cameras=opt_cameras,
-                           max_cameras=max_cameras, dims=dims, settings=settings, calib_data=calib_data)
+                           max_cameras=max_cameras, dims=dims, settings=settings, calib_data=calib_data,
+                           allow_rejected=allow_rejected)
     if print_trtexec:
         for command in trtexec_commands(bundle, options, generation=trt_version):
             console.out(command, highlight=False)

@@ -74,3 +74,14 @@ def parse_list(value: str | None) -> list[str]:
     if not value:
         return []
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def unmet_requests(rows: list[tuple[Any, bool]], *, backends: list[str], precisions: list[Any]) -> list[str]:
+    """What the user named (``--backend``, ``--precision``) that ran nowhere: ``rows`` are
+    (configuration with ``backend`` and ``precision``, whether it ran). Empty: the command did what
+    was asked, and may exit 0."""
+    ran = [config for config, ok in rows if ok]
+    missing = [f"backend {b}" for b in dict.fromkeys(backends) if not any(c.backend == b for c in ran)]
+    missing += [f"precision {p.value}" for p in dict.fromkeys(precisions)
+                if not any(c.precision == p and (not backends or c.backend in backends) for c in ran)]
+    return missing

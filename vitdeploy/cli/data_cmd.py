@@ -1,5 +1,5 @@
 """`vitdeploy data ...`: labelled data and recordings. `synth` writes synthetic driving scenes as
-COCO; `info` lists what an MCAP file or ROS 2 bag holds."""
+COCO, `video` as one mp4 per camera; `info` lists what an MCAP file or ROS 2 bag holds."""
 
 from __future__ import annotations
 
@@ -100,3 +100,30 @@ def info(
 
         console.print(f"no image topics vitdeploy reads ({SUPPORTED_TYPES}, as cdr or protobuf)", highlight=False,
                       soft_wrap=True)
+
+
+VIDEO_EPILOG = ("Example:  vitdeploy data video --out runs/example/media --frames 100 --cameras 6   "
+                "(then a rig camera can read runs/example/media/rear.mp4)")
+
+
+@data_app.command("video", epilog=VIDEO_EPILOG)
+@handles_errors
+def video(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write CAMERA.mp4 files into.")],
+    frames: Annotated[int, typer.Option("--frames", help="Frames per video.")] = 100,
+    cameras: Annotated[int, typer.Option("--cameras", help="How many rig cameras (1-6): front, front_left, "
+                                         "front_right, rear_left, rear_right, rear.")] = 6,
+    size: Annotated[str, typer.Option("--size", help="Frame HEIGHTxWIDTH in pixels.")] = "256x448",
+    fps: Annotated[float, typer.Option("--fps", help="Frames per second of the videos.")] = 10.0,
+    seed: Annotated[int, typer.Option("--seed", help="The drive; the same seed writes the same videos.")] = 0,
+) -> None:
+    """Render synthetic driving scenes as one mp4 video per camera (video cameras for a rig file)."""
+    from vitdeploy.data.video import write_videos
+
+    with Progress(TextColumn("[bold]rendering[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("video", total=None)
+        paths = write_videos(out, frames=frames, cameras=cameras, size=parse_size(size, option="--size"), fps=fps,
+                             seed=seed, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    for path in paths:
+        console.print(f"wrote {path}", highlight=False)

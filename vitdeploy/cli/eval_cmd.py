@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vitdeploy.cli.console import console, handles_errors, parse_list
+from vitdeploy.cli.console import console, handles_errors, parse_list, unmet_requests
 from vitdeploy.errors import VitDeployError
 from vitdeploy.extras import require_command
 
@@ -22,7 +22,9 @@ EPILOG = (
     "  vitdeploy eval bundles/tiny-cls --data data/val_folders --frames 500\n\n"
     "Data: a COCO file (or a folder with annotations.json) for detr/mask heads, 'synthetic[:seed=S,frames=N,"
     "cameras=C,size=HxW,stride=K]' (held-out seed 7 by default), or a folder with one sub-folder of images per "
-    "class for cls/cait heads. The FP32 ONNX and the PyTorch reference are always evaluated."
+    "class for cls/cait heads. The FP32 ONNX and the PyTorch reference are always evaluated.\n\n"
+    "Exit code 1 when the FP32 ONNX, or a backend or precision asked for (default: every precision the bundle "
+    "has), could not be scored."
 )
 
 
@@ -38,6 +40,8 @@ def evaluate(
     frames: Annotated[int | None, typer.Option(help="Evaluate at most this many images.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write a Markdown table here.")] = None,
+    allow_rejected: Annotated[bool, typer.Option("--allow-rejected", help="Also score graphs that `calibrate "
+                                                 "--min-agreement` rejected (recorded in the report).")] = False,
 ) -> None:
     """Score a bundle on labelled images: detection mAP@[.5:.95] and mAP@.5 (COCO, faster-coco-eval),
     segmentation mIoU (mask heads), classification top-1 — for every backend and precision, side by
@@ -51,14 +55,15 @@ def evaluate(
     dataset = open_dataset(data, image_size=tuple(b.manifest.image_size), frames=frames)
     check_compatible(b.manifest, dataset)
     precisions = [Precision.parse(p) for p in parse_list(precision)] or None
-    configs = eval_plan(b, backends=parse_list(backend) or None, precisions=precisions, device=device)
+    backends = parse_list(backend) or ["onnxruntime"]
+    configs = eval_plan(b, backends=backends, precisions=precisions, device=device, allow_rejected=allow_rejected)
 
     console.print(f"[bold]{b.manifest.model}[/] on {escape(dataset.name)}: {len(dataset)} images, "
                   f"{len(configs)} configurations")
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("images", total=len(dataset))
-        report = evaluate_bundle(b, dataset, configs=configs,
+        report = evaluate_bundle(b, dataset, configs=configs, allow_rejected=allow_rejected,
                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     _print_report(report)
     if json_path is not None:
@@ -68,6 +73,15 @@ def evaluate(
         console.print(f"wrote {markdown}")
     if not any(r.scores for r in report.results):
         raise VitDeployError("nothing could be evaluated: every configuration was skipped (reasons above)")
+    if report.reference("onnxruntime") is None:
+        raise VitDeployError("the FP32 ONNX graph, the reference every score is compared with, could not be scored "
+                             "(reason above)")
+    # Every precision asked for (default: every one planned) must be scored by a backend asked for.
+    requested = precisions or list(dict.fromkeys(c.precision for c in configs if c.backend in backends))
+    unmet = unmet_requests([(r.config, r.scores is not None) for r in report.results], backends=backends,
+                           precisions=requested)
+    if unmet:
+        raise VitDeployError(f"asked for but could not score: {', '.join(unmet)} (reasons above)")
 
 
 #: Short column names of the terminal table (the Markdown/JSON spell them out).

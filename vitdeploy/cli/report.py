@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from vitdeploy.bundle import Bundle
+from vitdeploy.bundle import Bundle, FileState
 from vitdeploy.cli.console import console
 
 
@@ -17,14 +17,26 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def print_export_summary(bundle: Bundle, *, seconds: float, files: dict[str, int]) -> None:
+def file_problem(state: FileState | None) -> str:
+    """' [red]CHANGED ...[/]' for a file that is not what the manifest recorded; '' when it is."""
+    if state is FileState.CHANGED:
+        return " [bold red]CHANGED: its sha256 is not the one recorded (truncated or overwritten)[/]"
+    if state is FileState.MISSING:
+        return " [bold red]MISSING[/]"
+    return ""
+
+
+def print_export_summary(bundle: Bundle, *, seconds: float, files: dict[str, int], verb: str = "exported") -> None:
     m = bundle.manifest
-    console.print(f"[bold]{m.model}[/] ({m.head.kind}, {m.parameters / 1e6:.2f}M parameters) -> {bundle.path}")
+    console.print(f"[bold]{escape(m.model)}[/] ({m.head.kind}, {m.parameters / 1e6:.2f}M parameters) -> {bundle.path}")
     print_graphs(bundle, files=files)
-    console.print(f"opset {m.opset}, cameras 1..{m.max_cameras}, exported in {seconds:.1f} s")
+    console.print(f"opset {m.opset}, cameras 1..{m.max_cameras}, {verb} in {seconds:.1f} s")
 
 
-def print_graphs(bundle: Bundle, *, files: dict[str, int] | None = None) -> None:
+def print_graphs(bundle: Bundle, *, files: dict[str, int] | None = None,
+                 checks: dict[str, FileState] | None = None) -> None:
+    """The graphs, their variants (with ``checks``: whether each file still has its recorded
+    sha256), parity and lint."""
     m = bundle.manifest
     for g in m.graphs:
         table = Table(title=f"graph {g.name}", title_justify="left", show_header=True)
@@ -39,7 +51,10 @@ def print_graphs(bundle: Bundle, *, files: dict[str, int] | None = None) -> None
             if size is None and (bundle.path / v.file).is_file():
                 size = (bundle.path / v.file).stat().st_size
             extra = f", {_mb(size)}" if size is not None else ""
-            console.print(f"  {v.precision.value}: {v.file}{extra}, {escape(f'[{v.status.value}]')}")
+            console.print(f"  {v.precision.value}: {v.file}{extra}, {escape(f'[{v.status.value}]')}"
+                          + (file_problem(checks.get(v.file)) if checks else ""))
+        if g.parity is None and m.source.parity != "pytorch":
+            console.print(f"  parity: {escape(m.source.parity)}")
         if g.parity is not None:
             worst = g.parity.worst()
             verdict = "[green]pass[/]" if g.parity.passed else "[red]FAIL[/]"

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vitdeploy.cli.console import console, handles_errors, parse_size, warn_random_weights
+from vitdeploy.cli.console import console, err_console, handles_errors, parse_size, warn_random_weights
 from vitdeploy.errors import VitDeployError
 from vitdeploy.extras import Extra, require, require_command
 
@@ -18,8 +18,13 @@ EPILOG = (
     "Examples:\n\n"
     "  vitdeploy run bundles/tiny-detr --rig rig.toml --out runs/drive1 --duration 60\n\n"
     "  vitdeploy run bundles/tiny-detr --synthetic-cameras 6 --video mosaic --max-frames 100\n\n"
-    "Ctrl-C stops cleanly: the summary is printed and the JSONL and videos are complete."
+    "Ctrl-C stops cleanly: the summary is printed and the JSONL and videos are complete.\n\n"
+    "Exit code: 0 ran as asked; 1 error, or no frame set at all; 3 cameras were lost (named on stderr)."
 )
+
+#: Exit code of a run that went on without some of its cameras (they failed, stalled or were
+#: being reopened at the end); 1 stays "error".
+LOST_CAMERAS_EXIT = 3
 
 
 @handles_errors
@@ -40,6 +45,8 @@ def run(
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many frame sets.")] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Live terminal view of fps, latency and health.")] = True,
+    allow_rejected: Annotated[bool, typer.Option("--allow-rejected", help="Run a graph that `calibrate "
+                                                 "--min-agreement` rejected (said in the summary).")] = False,
 ) -> None:
     """Run a multi-camera rig through a bundle's model: sources -> sync -> preprocess -> backend ->
     postprocess -> JSONL / annotated video / live view, then print a latency summary."""
@@ -67,6 +74,8 @@ def run(
         model_cfg = dataclasses.replace(model_cfg, precision=Precision.parse(precision))
     if device is not None:
         model_cfg = dataclasses.replace(model_cfg, device=device)
+    if allow_rejected:
+        model_cfg = dataclasses.replace(model_cfg, allow_rejected=True)
     outputs = dataclasses.replace(the_rig.outputs, live=live)
     if video is not None:
         modes = [m.value for m in VideoMode]
@@ -87,18 +96,32 @@ def run(
     summary = run_rig(the_rig, bundle=b, options=RunOptions(out=out, max_frames=max_frames, duration=duration),
                       console=console if live and console.is_terminal else None)
     _print_summary(summary)
+    _exit_for(summary)
+
+
+def _exit_for(summary) -> None:
+    """Exit codes a script can trust: 1 when no frame set came out at all, ``LOST_CAMERAS_EXIT``
+    when cameras were lost (named on stderr), else 0 (also after Ctrl-C: that is how a run without
+    --duration or --max-frames is meant to end)."""
+    lost = summary.lost_cameras
+    said = "; ".join(f"{c.name} ({c.health.value}{': ' + c.last_error if c.last_error else ''})" for c in lost)
+    if summary.sets_out == 0:
+        raise VitDeployError("no frame set was produced" + (f"; cameras lost: {said}" if lost else ""))
+    if lost:
+        err_console.print(f"[bold yellow]cameras lost:[/] {escape(said)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(LOST_CAMERAS_EXIT)
 
 
 def _print_summary(summary) -> None:
     from vitdeploy.runtime.stats import LATENCIES
 
     cams = Table(title="cameras: frames in (from the source) and out (in frame sets)", title_justify="left")
-    for col in ("camera", "in", "out", "missing", "corrupt", "reopened", "health"):
+    for col in ("camera", "in", "out", "skipped", "missing", "corrupt", "reopened", "health"):
         cams.add_column(col, no_wrap=True)
     cams.add_column("last error", overflow="fold")
     for c in summary.cameras:
         color = "green" if c.health.value == "ok" else "yellow" if c.health.value in ("stalled", "reconnecting") else "red"
-        cams.add_row(c.name, str(c.frames_in), str(c.frames_out), str(c.missing), str(c.corrupt),
+        cams.add_row(c.name, str(c.frames_in), str(c.frames_out), str(c.skipped), str(c.missing), str(c.corrupt),
                      str(c.reconnects), f"[{color}]{c.health.value}[/]", escape(c.last_error or ""))
     console.print(cams)
     lat = Table(title="latency, ms per frame set", title_justify="left")
@@ -108,11 +131,14 @@ def _print_summary(summary) -> None:
         p = summary.percentiles(name, (50, 95, 99, 100))
         lat.add_row(name.replace("_", "-"), *(f"{p[q]:.1f}" for q in (50, 95, 99, 100)))
     console.print(lat)
-    drops = ", ".join(f"{n} before {stage}" for stage, n in summary.dropped.items() if n) or "none"
+    drops = ", ".join([f"{n} sets before {stage}" for stage, n in summary.dropped.items() if n]
+                      + [f"{c.skipped} frames of {c.name}" for c in summary.cameras if c.skipped]) or "none"
     e2e = summary.percentiles("end_to_end", (99,))[99]
     rate = summary.throughput(skip=min(5, max(0, summary.sets_out - 2)))
     console.print(f"{summary.sets_out} frame sets in {summary.duration_s:.1f} s ({rate:.1f} sets/s); "
                   f"dropped: {drops}; deadline misses: {summary.deadline_misses} over {summary.budget_ms:g} ms "
-                  f"(p99 {e2e:.1f} ms); stopped by {summary.stopped_by}")
+                  f"(p99 {e2e:.1f} ms); stopped by {summary.stopped_by}", soft_wrap=True)
     for f in ([summary.jsonl] if summary.jsonl else []) + summary.videos:
         console.print(f"wrote {f}")
+    for line in summary.overrides:
+        console.print(f"[yellow]note:[/] {escape(line)}", soft_wrap=True)

@@ -144,17 +144,24 @@ class CocoDataset:
     images: tuple[CocoImage, ...]
 
 
-def load_coco(path: str | os.PathLike) -> CocoDataset:
-    """Read a COCO detection file (or a folder holding ``annotations.json``): image paths and boxes."""
+def read_label_file(path: str | os.PathLike, *, file_name: str, what: str, how_to_write: str) -> tuple[Path, dict]:
+    """(the file, its JSON) for a label file ``path`` or the folder holding ``file_name``; a
+    missing or unreadable file is a ``DataError`` naming ``what`` it should be and ``how_to_write`` one."""
     path = Path(path)
     if path.is_dir():
-        path = path / ANNOTATIONS
+        path = path / file_name
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        return path, json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"no COCO annotations at {path}; write a dataset with `vitdeploy data synth --out DIR`") from None
+        raise DataError(f"no {what} at {path}; {how_to_write}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {path} as COCO JSON: {exc}") from None
+        raise DataError(f"cannot read {path} as {what} JSON: {exc}") from None
+
+
+def load_coco(path: str | os.PathLike) -> CocoDataset:
+    """Read a COCO detection file (or a folder holding ``annotations.json``): image paths and boxes."""
+    path, doc = read_label_file(path, file_name=ANNOTATIONS, what="COCO annotations",
+                                how_to_write="write a dataset with `vitdeploy data synth --out DIR`")
     try:
         cats = sorted(doc["categories"], key=lambda c: int(c["id"]))
         cat_index = {int(c["id"]): i for i, c in enumerate(cats)}

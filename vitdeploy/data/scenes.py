@@ -49,13 +49,16 @@ class Annotation:
     ``category_id`` indexes ``vitdeploy.models.zoo.DRIVING_CLASSES`` (0-based; COCO files add 1).
     ``box`` is (x, y, w, h) in pixels, COCO style, the exact extent of ``mask``: the object's
     visible pixels as an (H, W) bool array, or None when the generator was made with
-    ``with_masks=False``. ``area`` is the number of visible pixels.
+    ``with_masks=False``. ``area`` is the number of visible pixels. ``thing`` is the object's
+    index in its scene (:meth:`SceneGenerator.scene_at`): the same object in two cameras of one
+    tick has the same ``thing``.
     """
 
     category_id: int
     box: tuple[float, float, float, float]
     mask: np.ndarray | None
     area: int
+    thing: int = -1
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,12 +115,8 @@ class SceneGenerator:
     def frame(self, t: int, camera: int | str) -> SynthFrame:
         """Render camera ``camera`` (index or name) at tick ``t`` >= 0."""
         cam_index = self._camera_index(camera)
-        if t < 0:
-            raise DataError(f"tick {t} is negative; ticks start at 0")
+        episode, tau, cams = self.scene_at(t)
         time_s = t / self.fps
-        scene = int(math.floor(time_s / self.scene_seconds))
-        tau = time_s - scene * self.scene_seconds
-        episode, cams = self._scene(scene)
         cam = cams[cam_index]
         img = self._background(episode, cams, cam_index).copy()
         ids = np.zeros(self.size, dtype=np.uint8)
@@ -130,6 +129,15 @@ class SceneGenerator:
     def frame_set(self, t: int) -> list[SynthFrame]:
         """All cameras at tick ``t``, in :attr:`cameras` order."""
         return [self.frame(t, i) for i in range(len(self.cameras))]
+
+    def scene_at(self, t: int) -> tuple[Episode, float, tuple[Camera, ...]]:
+        """The scene tick ``t`` falls in: (episode, seconds into it, the rig's cameras in it)."""
+        if t < 0:
+            raise DataError(f"tick {t} is negative; ticks start at 0")
+        time_s = t / self.fps
+        scene = int(math.floor(time_s / self.scene_seconds))
+        episode, cams = self._scene(scene)
+        return episode, time_s - scene * self.scene_seconds, cams
 
     def lighting_at(self, t: int) -> Lighting:
         """The lighting of the scene that tick ``t`` falls in."""
@@ -208,7 +216,7 @@ class SceneGenerator:
             if self.with_masks:
                 mask = np.zeros(self.size, dtype=bool)
                 mask[y0:y1, x0:x1] = sub
-            out.append(Annotation(category_id=p.category, box=box, mask=mask, area=area))
+            out.append(Annotation(category_id=p.category, box=box, mask=mask, area=area, thing=p.thing))
         return tuple(out)
 
 

@@ -206,6 +206,12 @@ def _scores_masks(manifest: Manifest, dataset: EvalDataset) -> bool:
     return head_for(manifest).instance_masks and dataset.has_masks
 
 
+def torch_model_problem(manifest: Manifest) -> str | None:
+    from vitdeploy.models.exported import torch_model_problem as problem
+
+    return problem(manifest)
+
+
 def _exported_model(manifest: Manifest) -> nn.Module:
     from vitdeploy.models.exported import exported_model
 
@@ -213,10 +219,11 @@ def _exported_model(manifest: Manifest) -> nn.Module:
 
 
 def eval_plan(bundle: Bundle, *, backends: list[str] | None = None, precisions: list[Precision] | None = None,
-              device: str | None = None) -> list[Configuration]:
+              device: str | None = None, allow_rejected: bool = False) -> list[Configuration]:
     """The configurations to evaluate: ``plan``'s backend x precision rows (``backends`` None:
     onnxruntime), plus the FP32 ONNX graph and the PyTorch reference (first), whatever was asked."""
-    configs = plan(bundle, backends=backends or ["onnxruntime"], precisions=precisions, cameras=[1], device=device)
+    configs = plan(bundle, backends=backends or ["onnxruntime"], precisions=precisions, cameras=[1], device=device,
+                   allow_rejected=allow_rejected)
     refs = [Configuration("torch", Precision.FP32, 1, device), Configuration("onnxruntime", Precision.FP32, 1, device)]
     rest = [c for c in configs if c not in refs]
     return refs + rest
@@ -224,12 +231,14 @@ def eval_plan(bundle: Bundle, *, backends: list[str] | None = None, precisions: 
 
 def evaluate_bundle(bundle: Bundle, dataset: EvalDataset, *, configs: list[Configuration],
                     torch_model: Callable[[], nn.Module] | None = None,
-                    progress: ProgressFn | None = None) -> EvalReport:
+                    progress: ProgressFn | None = None, allow_rejected: bool = False) -> EvalReport:
     """Evaluate ``configs`` (see ``eval_plan``) of ``bundle`` on ``dataset``.
 
     ``torch_model`` builds the bundle's PyTorch model (default ``exported_model``: the zoo model
-    with the manifest's checkpoint); a bundle exported with random weights has no reference to
-    rebuild, so its torch rows are skipped.
+    with the manifest's checkpoint, or the factory's); a bundle exported with random weights or
+    imported from ONNX has no reference to rebuild, so its torch rows are skipped, saying why.
+    Graphs calibration rejected are skipped unless ``allow_rejected`` (then listed in the report's
+    bundle).
     """
     manifest = bundle.manifest
     check_compatible(manifest, dataset)  # before any backend is opened
@@ -242,14 +251,14 @@ def evaluate_bundle(bundle: Bundle, dataset: EvalDataset, *, configs: list[Confi
             try:
                 this_model = None
                 if config.backend == "torch":
-                    if manifest.checkpoint is None:
-                        raise BundleError("the bundle was exported with random weights, which the PyTorch model "
-                                          "cannot rebuild; export with --checkpoint to compare against PyTorch")
+                    problem = torch_model_problem(manifest)
+                    if problem is not None:
+                        raise BundleError(problem)
                     if model is None:
                         model = torch_model() if torch_model is not None else _exported_model(manifest)
                     this_model = copy.deepcopy(model)  # an FP16 backend converts its module in place
                 backends[config] = open_backend(config.backend, bundle, precision=config.precision,
-                                                device=config.device, model=this_model)
+                                                device=config.device, model=this_model, allow_rejected=allow_rejected)
             except VitDeployError as exc:
                 results[config] = EvalResult(config, status="skipped", reason=str(exc))
         if backends:
@@ -259,7 +268,9 @@ def evaluate_bundle(bundle: Bundle, dataset: EvalDataset, *, configs: list[Confi
             backend.close()
     return EvalReport(
         bundle={"path": str(bundle.path), "model": manifest.model, "head": manifest.head.kind,
-                "image_size": list(manifest.image_size), "checkpoint": manifest.checkpoint},
+                "image_size": list(manifest.image_size), "checkpoint": manifest.checkpoint,
+                "allow_rejected": sorted({line for c in backends if c.backend != "torch"
+                                         for line in bundle.rejected_variants(c.precision)})},
         dataset={"name": dataset.name, "task": dataset.task, "images": len(dataset),
                  "classes": list(dataset.class_names), "masks": _scores_masks(manifest, dataset)},
         machine=describe_machine(), results=[results[c] for c in configs],

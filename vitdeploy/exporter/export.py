@@ -1,4 +1,6 @@
-"""`vitdeploy export`: a zoo model (and optional checkpoint) -> a bundle with proven parity.
+"""`vitdeploy export`: a zoo model (on a pretrained backbone, with the user's classes, with a
+checkpoint) -> a bundle with proven parity. A user's factory is ``exporter.factory_export``; both
+end in ``export_prepared``.
 
 Every graph is exported to a hidden temporary file, linted and checked for parity against
 PyTorch; only when all graphs pass are they renamed into place and the manifest written. A
@@ -12,15 +14,23 @@ import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 import vitdeploy
-from vitdeploy.bundle import Bundle, atomic_path, ensure_writable_dir, sha256_file
-from vitdeploy.bundle.manifest import Graph, Manifest, Precision, Preprocessing, Variant
-from vitdeploy.errors import ExportError, ParityError
+from vitdeploy.bundle import MANIFEST_NAME, Bundle, atomic_path, ensure_writable_dir, sha256_file
+from vitdeploy.bundle.manifest import (
+    Graph,
+    Manifest,
+    ModelSource,
+    Precision,
+    Preprocessing,
+    SourceKind,
+    Variant,
+)
+from vitdeploy.errors import BundleError, CheckpointError, ExportError, ParityError
 from vitdeploy.exporter.fused_preprocess import preprocessing_nodes
 from vitdeploy.exporter.graphs import GraphSpec
 from vitdeploy.exporter.lint import lint_model
@@ -28,8 +38,11 @@ from vitdeploy.exporter.onnx_export import export_graph
 from vitdeploy.exporter.parity import FP32_ATOL, FP32_RTOL, check_parity
 from vitdeploy.exporter.perception_graphs import perception_graph_spec
 from vitdeploy.heads import Head, make_head
+from vitdeploy.models.backbones.load import Backbone
+from vitdeploy.models.backbones.record import Normalization
 from vitdeploy.models.card import ModelCard
-from vitdeploy.models.checkpoint import load_checkpoint, load_state_dict
+from vitdeploy.models.checkpoint import load_state_dict, read_checkpoint, state_sha256
+from vitdeploy.models.recipe import ModelRecipe, saved_recipe, zoo_recipe
 from vitdeploy.models.tasks import prepare_task_export
 from vitdeploy.models.zoo import get_card
 
@@ -45,7 +58,10 @@ class ExportOptions:
     ``atol``/``rtol``: the parity tolerance against PyTorch; ``tasks``/``task_classes``: the task
     list of a Task Attention (``*-tab``) model (``vitdeploy.models.tasks``); ``fuse_preprocess``:
     resize and normalisation in the graph, which then takes raw uint8 frames of ``source_size``
-    (H, W) in ``source_channel_order`` (RGB or BGR).
+    (H, W) in ``source_channel_order`` (RGB or BGR). ``backbone``: a timm, DINOv2 or Hugging Face
+    checkpoint the zoo model's encoder is (``vitdeploy.models.build``); ``classes``: the class names
+    its head predicts (None: the card's); ``mean``/``std``: the input normalisation, 0..1 pixel
+    units, RGB (None: the backbone's, else ImageNet's).
     """
 
     image_size: tuple[int, int] | None = None
@@ -58,6 +74,10 @@ class ExportOptions:
     fuse_preprocess: bool = False
     source_size: tuple[int, int] | None = None
     source_channel_order: str = "RGB"
+    backbone: str | Path | None = None
+    classes: Sequence[str] | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -65,6 +85,24 @@ class ExportResult:
     bundle: Bundle
     seconds: float
     files: dict[str, int]  # file name -> bytes
+    notes: list[str] = field(default_factory=list)  # what the user should check (a guessed normalisation)
+
+
+@dataclass
+class Prepared:
+    """A PyTorch model ready to export and what the manifest records of it. ``graphs`` makes its
+    graph specs from (preprocessing, max cameras); ``normalization``: the mean/std its training
+    used, where known; ``patch_size``: None where vitdeploy cannot know it (a factory's model)."""
+
+    name: str
+    model: torch.nn.Module
+    head: Head
+    class_names: tuple[str, ...]
+    patch_size: int | None
+    source: ModelSource
+    checkpoint: str | None
+    graphs: Callable[[Preprocessing, int], list[GraphSpec]]
+    normalization: Normalization | None = None
 
 
 def now_iso() -> str:
@@ -79,15 +117,34 @@ def default_preprocessing(head: Head, model: torch.nn.Module, image_size: tuple[
     return Preprocessing(image_size=image_size, resize="stretch")
 
 
-def _validate(card: ModelCard, head: Head, image_size: tuple[int, int], max_cameras: int) -> None:
+def _normalised(spec: Preprocessing, prepared: Prepared, options: ExportOptions) -> tuple[Preprocessing, list[str]]:
+    """``spec`` with the mean/std of ``options``, else of the model's training; and a note to check
+    a guessed one."""
+    norm = prepared.normalization
+    given = {name: value for name, value in (("mean", options.mean), ("std", options.std)) if value is not None}
+    for name, value in given.items():
+        if len(value) != 3 or (name == "std" and min(value) <= 0):
+            raise ExportError(f"--{name} {','.join(map(str, value))}: give three numbers (R, G, B) in 0..1 pixel "
+                              f"units{', all above 0' if name == 'std' else ''}, e.g. 0.485,0.456,0.406")
+    if norm is not None:
+        spec = dataclasses.replace(spec, mean=norm.mean, std=norm.std)
+    spec = dataclasses.replace(spec, **{k: tuple(float(x) for x in v) for k, v in given.items()})
+    notes = [f"normalisation {norm.source}: {norm.note}"] if norm is not None and norm.note and len(given) < 2 else []
+    return spec, notes
+
+
+def validate_export(name: str, patch_size: int | None, head: Head, image_size: tuple[int, int], max_cameras: int,
+                    native_size: tuple[int, int]) -> None:
     h, w = image_size
-    p = card.patch_size
+    p = patch_size or 1
+    if min(h, w) < 1:
+        raise ExportError(f"image size {h}x{w} must be positive")
     if h % p or w % p:
         near = f"{max(p, round(h / p) * p)}x{max(p, round(w / p) * p)}"
-        raise ExportError(f"image size {h}x{w} is not a multiple of the patch size {p} of {card.name}; try {near}")
-    if head.prompted and tuple(image_size) != tuple(card.image_size):
-        ch, cw = card.image_size
-        raise ExportError(f"{card.name} takes {ch}x{cw} inputs (its relative positions are fixed); drop --image-size")
+        raise ExportError(f"image size {h}x{w} is not a multiple of the patch size {p} of {name}; try {near}")
+    if head.prompted and tuple(image_size) != tuple(native_size):
+        ch, cw = native_size
+        raise ExportError(f"{name} takes {ch}x{cw} inputs (its relative positions are fixed); drop --image-size")
     if not 1 <= max_cameras <= MAX_CAMERAS_LIMIT:
         raise ExportError(f"--max-cameras {max_cameras} is out of range; use 1..{MAX_CAMERAS_LIMIT}")
 
@@ -106,6 +163,16 @@ def _fused(head: Head, spec: Preprocessing, *, source_size: tuple[int, int] | No
                                source_channel_order=channel_order.upper())
 
 
+def _previous_files(out: Path) -> set[str]:
+    """The files the bundle already in ``out`` (if any) names in its manifest."""
+    if not (out / MANIFEST_NAME).is_file():
+        return set()
+    try:
+        return Bundle.open(out).manifest.referenced_files()
+    except BundleError:
+        return set()  # an unreadable manifest names nothing we can safely remove
+
+
 def graph_specs(head: Head, model: torch.nn.Module, *, image_size: tuple[int, int], max_cameras: int,
                 preprocessing: Preprocessing) -> list[GraphSpec]:
     if head.prompted:
@@ -116,20 +183,38 @@ def graph_specs(head: Head, model: torch.nn.Module, *, image_size: tuple[int, in
                                   preprocessing=preprocessing)]
 
 
-def _load_model(card: ModelCard, *, checkpoint: str | Path | None, grown: dict | None,
-                say: Callable[[str], None]) -> torch.nn.Module:
-    """The card's model with the export's weights: ``checkpoint``, its state dict ``grown`` to the
-    asked tasks (``prepare_task_export``), the shipped weights, or random ones."""
-    say(f"building {card.name}")
-    # The explicit matmul-softmax attention is what the ONNX graph (and quantization) should see.
-    model = card.build(fused_attention=False).eval()
+def _zoo_recipe(card: ModelCard, *, checkpoint: str | Path | None, options: ExportOptions
+                ) -> tuple[ModelRecipe, Backbone | None, dict | None]:
+    """-> (the recipe: from the checkpoint's metadata, else from ``--backbone``/``--classes``; the
+    backbone read, whose weights the model gets when there is no checkpoint; the checkpoint's state)."""
+    state = None
     if checkpoint is not None:
+        state, metadata = read_checkpoint(checkpoint)
+        recipe = saved_recipe(card.name, metadata, source=str(checkpoint), backbone=options.backbone,
+                              classes=options.classes)
+        if recipe is not None:
+            return recipe, None, state
+    recipe, weights = zoo_recipe(card, backbone=options.backbone, classes=options.classes)
+    return recipe, weights, state
+
+
+def _zoo_model(card: ModelCard, recipe: ModelRecipe, weights: Backbone | None, *, checkpoint: str | Path | None,
+               state: dict | None, say: Callable[[str], None]) -> torch.nn.Module:
+    """The recipe's model with the export's weights: the checkpoint's ``state`` (a ``*-tab`` one grown to
+    the asked tasks), the backbone's and a fresh head, the shipped weights, or random ones."""
+    say(f"building {card.name}" + (f" on {recipe.backbone.source}" if recipe.backbone else ""))
+    # The explicit matmul-softmax attention is what the ONNX graph (and quantization) should see.
+    model = recipe.build(fused_attention=False, weights=weights if state is None else None)
+    if state is not None:
         say(f"loading {checkpoint}")
-        if grown is None:
-            load_checkpoint(model, checkpoint)
-        else:
-            load_state_dict(model, grown, source=str(checkpoint))
-    elif card.weights:
+        try:
+            load_state_dict(model, state, source=str(checkpoint))
+        except CheckpointError as exc:
+            if recipe.backbone is not None or any(not k.startswith(("encoder.", "head.")) for k in state):
+                raise
+            raise CheckpointError(f"{exc} (fine-tuned on a pretrained backbone? give --backbone and --classes, or "
+                                  "save it with vitdeploy.models.save_checkpoint)") from exc
+    elif card.weights and recipe.backbone is None:
         from vitdeploy.models.checkpoint import load_shipped_weights
 
         load_shipped_weights(model, card.weights)
@@ -174,44 +259,67 @@ def _export_graphs(specs: list[GraphSpec], *, out: Path, options: ExportOptions,
 def export_model(name: str, *, out: str | Path, checkpoint: str | Path | None = None,
                  options: ExportOptions = ExportOptions(),
                  progress: Callable[[str], None] | None = None) -> ExportResult:
-    """Export zoo model ``name`` (with ``checkpoint``'s weights; default the shipped or random ones)
-    into the bundle folder ``out``, as ``options`` say.
+    """Export zoo model ``name`` (with ``checkpoint``'s weights; default the shipped, the backbone's or
+    random ones) into the bundle folder ``out``, as ``options`` say.
 
+    A checkpoint written by ``vitdeploy.models.save_checkpoint`` brings its own backbone and classes.
     A checkpoint of a Task Attention model with fewer tasks than ``options.tasks`` is grown to
     them, its own tasks kept bit-for-bit (``vitdeploy.models.tasks``).
     """
     say = progress or (lambda _msg: None)
-    start = time.perf_counter()
     card = get_card(name)
-    image_size = tuple(options.image_size or card.image_size)
-    max_cameras, opset = options.max_cameras, options.opset
-    head = make_head(card.head, class_names=card.class_names, image_size=image_size)
-    _validate(card, head, image_size, max_cameras)
     task_export = prepare_task_export(card, count=options.tasks, classes=options.task_classes, checkpoint=checkpoint)
     if task_export is not None:
         card = task_export.card
-        head = make_head(card.head, class_names=card.class_names, image_size=image_size)
+    recipe, weights, state = _zoo_recipe(card, checkpoint=checkpoint, options=options)
+    if task_export is not None and task_export.state is not None:
+        state = task_export.state
+    image_size = tuple(options.image_size or card.image_size)
+    head = make_head(recipe.head_spec(), class_names=recipe.class_names, image_size=image_size)
+    validate_export(card.name, recipe.patch_size, head, image_size, options.max_cameras, card.image_size)
+    model = _zoo_model(card, recipe, weights, checkpoint=checkpoint, state=state, say=say)
+    source = ModelSource(kind=SourceKind.ZOO, reference=card.name, backbone=recipe.backbone,
+                         weights_sha256=state_sha256(model))
+    prepared = Prepared(
+        name=card.name, model=model, head=head, class_names=recipe.class_names, patch_size=recipe.patch_size,
+        source=source, checkpoint=str(checkpoint) if checkpoint else (
+            f"shipped:{card.weights}" if card.weights and recipe.backbone is None else None),
+        graphs=lambda spec, cameras: graph_specs(head, model, image_size=image_size, max_cameras=cameras,
+                                                 preprocessing=spec),
+        normalization=recipe.normalization)
+    return export_prepared(prepared, out=out, options=options, say=say)
+
+
+def export_prepared(prepared: Prepared, *, out: str | Path, options: ExportOptions,
+                    say: Callable[[str], None]) -> ExportResult:
+    """Export a prepared model into ``out``: preprocessing, graphs (linted, parity-checked), manifest."""
+    start = time.perf_counter()
+    head, model = prepared.head, prepared.model
+    image_size = head.image_size
     out = ensure_writable_dir(out)
-    model = _load_model(card, checkpoint=checkpoint, grown=task_export.state if task_export else None, say=say)
+    previous = _previous_files(out)
     parameters = sum(p.numel() for p in model.parameters())
-    preprocessing = default_preprocessing(head, model, image_size)
+    preprocessing, notes = _normalised(default_preprocessing(head, model, image_size), prepared, options)
     if options.fuse_preprocess:
         preprocessing = _fused(head, preprocessing, source_size=options.source_size,
                                channel_order=options.source_channel_order)
 
-    specs = graph_specs(head, model, image_size=image_size, max_cameras=max_cameras, preprocessing=preprocessing)
+    specs = prepared.graphs(preprocessing, options.max_cameras)
     graphs = _export_graphs(specs, out=out, options=options, preprocessing=preprocessing, say=say)
 
     seconds = time.perf_counter() - start
     manifest = Manifest(
-        model=card.name, head=head.spec, parameters=parameters, image_size=image_size, patch_size=card.patch_size,
-        max_cameras=max_cameras, opset=opset, preprocessing=preprocessing, graphs=graphs,
-        class_names=list(card.class_names),
-        checkpoint=str(checkpoint) if checkpoint else (f"shipped:{card.weights}" if card.weights else None),
-        created_at=now_iso(), vitdeploy_version=vitdeploy.__version__, torch_version=torch.__version__,
-        export_seconds=round(seconds, 2),
+        model=prepared.name, head=head.spec, parameters=parameters, image_size=image_size,
+        patch_size=prepared.patch_size, max_cameras=options.max_cameras, opset=options.opset,
+        preprocessing=preprocessing, graphs=graphs, class_names=list(prepared.class_names),
+        checkpoint=prepared.checkpoint, created_at=now_iso(), vitdeploy_version=vitdeploy.__version__,
+        torch_version=torch.__version__, export_seconds=round(seconds, 2), source=prepared.source,
     )
     bundle = Bundle(out, manifest)
     bundle.save()
+    # Only now, with the new model in place, go the old one's FP16/INT8 graphs, reports and engines:
+    # a failed export leaves the bundle as it was; an interrupted clean-up leaves files no manifest names.
+    for name in previous - {spec.file for spec in specs}:
+        (out / name).unlink(missing_ok=True)
     files = {spec.file: (out / spec.file).stat().st_size for spec in specs}
-    return ExportResult(bundle=bundle, seconds=seconds, files=files)
+    return ExportResult(bundle=bundle, seconds=seconds, files=files, notes=notes)

@@ -37,11 +37,18 @@ def perception_graph_spec(model: nn.Module, *, head: Head, image_size: tuple[int
     normalised images, and does the preprocessing itself (``fused_preprocess``).
     """
     model.encoder.set_grid(model.encoder.grid_for(*image_size))
-    wrapper: nn.Module = OutputsAsTuple(model).eval()
+    return image_graph_spec(OutputsAsTuple(model).eval(), output_names=model.output_names, head=head,
+                            image_size=image_size, max_cameras=max_cameras, preprocessing=preprocessing)
+
+
+def image_graph_spec(wrapper: nn.Module, *, output_names: tuple[str, ...], head: Head, image_size: tuple[int, int],
+                     max_cameras: int, preprocessing: Preprocessing) -> GraphSpec:
+    """The graph of ``wrapper`` (images (B, 3, H, W) -> a tuple of tensors named ``output_names``),
+    whose outputs must be ``head``'s; see ``perception_graph_spec``."""
     h, w = image_size
     with torch.no_grad():
         outs = wrapper(torch.zeros(2, 3, h, w))
-    shapes = {name: [CAMERA_AXIS, *list(o.shape[1:])] for name, o in zip(model.output_names, outs, strict=True)}
+    shapes = {name: [CAMERA_AXIS, *list(o.shape[1:])] for name, o in zip(output_names, outs, strict=True)}
     head.check_outputs(shapes)
     outputs = [TensorSpec(name, "float32", shape, head.meaning(name)) for name, shape in shapes.items()]
     photo = sample_photo()

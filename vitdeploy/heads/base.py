@@ -8,7 +8,8 @@ outputs decode into results, how a low-precision graph's outputs are compared wi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -26,7 +27,7 @@ Decoded = list[CameraResult] | SetResult
 
 
 def _shapes(shapes: Mapping[str, Sequence[int | str]]) -> str:
-    return ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
+    return ", ".join(f"{name} [{', '.join(str(d) for d in shape)}]" for name, shape in shapes.items())
 
 
 class Head:
@@ -40,6 +41,9 @@ class Head:
     eval`` scores it on ("detection" or "classification"; None: not evaluable). ``prompted``: the
     model takes prompts beside the image (exported as an image encoder and a prompt decoder).
     ``instance_masks``: its results carry a mask per instance (eval then also scores mIoU).
+    ``unordered_outputs``: outputs whose rows (axis 1: DETR-style queries) are a set: a lower
+    precision may reorder or swap rows without changing the result, so an element-by-element
+    comparison with FP32 does not judge them; the task-level agreement does (the golden check).
     """
 
     kind: ClassVar[str]
@@ -49,6 +53,7 @@ class Head:
     eval_task: ClassVar[str | None] = None
     prompted: ClassVar[bool] = False
     instance_masks: ClassVar[bool] = False
+    unordered_outputs: ClassVar[tuple[str, ...]] = ()
     #: Defaults for a spec that leaves them out (e.g. a migrated schema-1 manifest).
     default_scores: ClassVar[ScoreActivation | None] = None
     default_boxes: ClassVar[BoxFormat | None] = None
@@ -113,6 +118,18 @@ class Head:
             raise BundleError(f"the outputs do not fit a {self.describe()} head: expected {_shapes(expected)}; "
                               f"got {_shapes(got)}")
 
+    def completed(self, shapes: Mapping[str, Sequence[int | str]]) -> Head:
+        """This head with what its config leaves open (class count, query count, mask stride) read
+        from ``shapes`` (output name -> shape, camera axis first) of a model vitdeploy did not make
+        (a user's factory, an imported ONNX). What the config says stays, so ``check_outputs`` then
+        catches outputs that contradict it."""
+        config = {**self.config_from(shapes), **self.config}
+        return type(self)(replace(self.spec, config=config), class_names=self.class_names, image_size=self.image_size)
+
+    def config_from(self, shapes: Mapping[str, Sequence[int | str]]) -> dict:
+        """The config entries that ``shapes`` fix (``completed``); none by default."""
+        return {}
+
     def check_present(self, outputs: Mapping[str, np.ndarray], *, needed: Sequence[str]) -> None:
         missing = [n for n in needed if n not in outputs]
         if missing:
@@ -138,6 +155,11 @@ class Head:
         if self.agreement_metric is None:
             return None
         return self.compare_to(reference)(candidate)
+
+    def compares(self, output_names: Iterable[str]) -> bool:
+        """Whether ``agreement`` can score a graph with these outputs: the kind has a task-level
+        agreement and the graph gives every output the kind declares."""
+        return self.agreement_metric is not None and {s.name for s in self.outputs()} <= set(output_names)
 
     def truth_scorer(self, *, class_map: np.ndarray, masks: bool = False) -> TruthScorer:
         """An accumulator scoring decoded outputs against labelled images; ``class_map``: dataset

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -27,6 +27,10 @@ class ClassificationHead(Head):
 
     def outputs(self) -> list[TensorSpec]:
         return [TensorSpec("logits", "float32", [CAMERA_AXIS, self.num_classes or "classes"], "class logits")]
+
+    def config_from(self, shapes: Mapping[str, Sequence[int | str]]) -> dict:
+        logits = list(shapes.get("logits", ()))
+        return {"num_classes": logits[1]} if len(logits) == 2 and isinstance(logits[1], int) else {}
 
     def decode(self, outputs: dict[str, np.ndarray], *, letterboxes: Sequence[Letterbox] | None = None,
                score_threshold: float = 0.3, top_k: int = 100) -> list[CameraResult]:

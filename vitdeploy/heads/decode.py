@@ -32,8 +32,22 @@ def class_scores(logits: np.ndarray, activation: ScoreActivation) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-logits.astype(np.float32)))).astype(np.float32)
 
 
-def select(scores: np.ndarray, *, score_threshold: float, top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """scores (Q, C) of one camera -> (query index, score, label) of the queries kept, best first."""
+def select(scores: np.ndarray, *, activation: ScoreActivation, score_threshold: float, top_k: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scores (Q, C) of one camera -> (query index, score, label) of the detections kept, best first.
+
+    Softmax: one detection per query, its best class (DETR's post-processing). Sigmoid: every
+    (query, class) pair is a candidate and the ``top_k`` best above the threshold are kept, so one
+    query may give a box for two classes: Deformable DETR, RT-DETR and DINO post-process so (top-k
+    over the flattened query x class scores), and a detector trained with per-class sigmoid scores
+    is measured that way.
+    """
+    if activation is ScoreActivation.SIGMOID:
+        flat = scores.reshape(-1)
+        keep = np.flatnonzero(flat >= score_threshold)
+        keep = keep[np.argsort(-flat[keep], kind="stable")][:top_k]
+        queries, labels = np.divmod(keep, scores.shape[-1])
+        return queries, flat[keep], labels
     best = scores.max(axis=-1)
     labels = scores.argmax(axis=-1)
     keep = np.flatnonzero(best >= score_threshold)
@@ -60,7 +74,8 @@ def decode_boxes(logits: np.ndarray, boxes: np.ndarray, *, activation: ScoreActi
     scores = class_scores(logits, activation)
     out = []
     for i in range(logits.shape[0]):
-        keep, best, labels = select(scores[i], score_threshold=score_threshold, top_k=top_k)
+        keep, best, labels = select(scores[i], activation=activation, score_threshold=score_threshold,
+                                    top_k=top_k)
         xyxy = to_xyxy_pixels(boxes[i, keep], box_format, input_size=input_size)
         if letterboxes is not None:
             xyxy = letterboxes[i].to_frame(xyxy)
@@ -82,7 +97,8 @@ def decode_masks(logits: np.ndarray, masks: np.ndarray, *, activation: ScoreActi
     scores = class_scores(logits, activation)
     out = []
     for i in range(logits.shape[0]):
-        keep, best, labels = select(scores[i], score_threshold=score_threshold, top_k=top_k)
+        keep, best, labels = select(scores[i], activation=activation, score_threshold=score_threshold,
+                                    top_k=top_k)
         lb = letterboxes[i] if letterboxes is not None else None
         frame_h, frame_w = lb.frame_size if lb is not None else (h, w)
         full = np.zeros((len(keep), frame_h, frame_w), bool)

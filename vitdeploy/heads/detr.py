@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -28,12 +28,19 @@ class QueryHead(Head):
 
     def _logits(self) -> TensorSpec:
         if self.spec.scores is ScoreActivation.SOFTMAX:
-            classes: int | str = self.num_classes + 1 if self.num_classes else "classes"
+            classes: int | str = self.num_classes + 1 if self.num_classes else "classes + 1"
             meaning = "class logits per query; the last class is 'no object'"
         else:
             classes = self.num_classes or "classes"
             meaning = "class logits per query, one sigmoid score per class (no 'no object' class)"
         return TensorSpec("logits", "float32", [CAMERA_AXIS, self._queries(), classes], meaning)
+
+    def config_from(self, shapes: Mapping[str, Sequence[int | str]]) -> dict:
+        logits = list(shapes.get("logits", ()))
+        if len(logits) != 3 or not all(isinstance(d, int) for d in logits[1:]):
+            return {}
+        extra = 1 if self.spec.scores is ScoreActivation.SOFTMAX else 0
+        return {"num_queries": logits[1], "num_classes": logits[2] - extra}
 
     def _classes_of(self, logits: np.ndarray) -> int:
         """The class count, from the config or else from the logits themselves."""
@@ -46,6 +53,7 @@ class DetectionHead(QueryHead):
 
     kind = "detr"
     agreement_metric = "detection_map"
+    unordered_outputs = ("logits", "boxes")
     default_boxes = BoxFormat()
 
     def outputs(self) -> list[TensorSpec]:
@@ -80,6 +88,7 @@ class InstanceMaskHead(QueryHead):
 
     kind = "mask"
     agreement_metric = "mask_iou"
+    unordered_outputs = ("logits", "masks")
     instance_masks = True
 
     def outputs(self) -> list[TensorSpec]:
@@ -89,6 +98,15 @@ class InstanceMaskHead(QueryHead):
         return [self._logits(),
                 TensorSpec("masks", "float32", [CAMERA_AXIS, self._queries(), *grid],
                            "mask logits per query at the mask stride (sigmoid > 0.5 is the mask)")]
+
+    def config_from(self, shapes: Mapping[str, Sequence[int | str]]) -> dict:
+        config = super().config_from(shapes)
+        masks = list(shapes.get("masks", ()))
+        h, w = self.image_size
+        if len(masks) == 4 and all(isinstance(d, int) and d > 0 for d in masks[2:]) and h % masks[2] == 0 \
+                and h // masks[2] * masks[3] == w:
+            config["mask_stride"] = h // masks[2]
+        return config
 
     def detections(self, outputs: dict[str, np.ndarray], letterboxes: Sequence[Letterbox] | None = None, *,
                    score_threshold: float, top_k: int = 50) -> list[Detections]:

@@ -7,6 +7,7 @@ A mismatch is an error that lists the first missing/unexpected keys and shape mi
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from pathlib import Path
 
@@ -19,16 +20,28 @@ _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 _SHOW = 5
 
 
+#: The metadata key under which ``vitdeploy.models.save_checkpoint`` stores how to rebuild the model.
+RECIPE_KEY = "vitdeploy.recipe"
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """-> (state dict, metadata): a safetensors file's string metadata, or the string entries beside
+    the state dict of a torch file saved as ``{"state_dict": ..., "vitdeploy.recipe": "..."}``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; give a .safetensors, .pt or .pth file")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path), device="cpu")
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = dict(handle.metadata() or {})
+            return load_file(str(path), device="cpu"), metadata
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read {path} as safetensors ({exc}); is the file complete?") from exc
     try:
@@ -39,14 +52,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"cannot read {path} as a torch checkpoint ({reason}); expected a state dict saved with torch.save "
             "or a .safetensors file (vitdeploy never unpickles arbitrary objects)"
         ) from exc
+    metadata: dict[str, str] = {}
     if isinstance(obj, dict):
         for key in _WRAPPER_KEYS:
             if isinstance(obj.get(key), dict):
+                metadata = {k: v for k, v in obj.items() if isinstance(v, str)}
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors (or one under 'model'/'state_dict')")
-    return obj
+    return obj, metadata
 
 
 def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
@@ -80,3 +95,13 @@ def load_shipped_weights(model: nn.Module, filename: str) -> None:
         if not Path(path).is_file():
             raise CheckpointError(f"shipped weights {filename} are missing from the installed package; reinstall vitdeploy")
         load_checkpoint(model, path)
+
+
+def state_sha256(model: nn.Module) -> str:
+    """Digest of ``model``'s state dict (names, dtypes, shapes, values): the same weights, the same digest."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()

@@ -12,8 +12,11 @@ one module runs them all with their own weights (``vitdeploy.models.backbones``)
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +69,17 @@ class EncoderConfig:
     mlp_ratio: float = 4.0
     class_token: bool = True
     variant: EncoderVariant = field(default_factory=EncoderVariant)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, nested (what a manifest's ``BackboneRecord.encoder`` holds)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EncoderConfig:
+        """The inverse of ``to_dict``; unknown keys are a ``TypeError``."""
+        variant = dict(data.get("variant", {}))
+        variant["interpolation"] = PositionInterpolation(**variant.get("interpolation", {}))
+        return cls(**{**data, "image_size": tuple(data["image_size"]), "variant": EncoderVariant(**variant)})
 
     def build(self, *, fused_attention: bool = True) -> VisionTransformer:
         return VisionTransformer(img_size=self.image_size, patch_size=self.patch_size, embed_dim=self.embed_dim,

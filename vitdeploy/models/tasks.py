@@ -169,7 +169,8 @@ def resolve_tasks(defaults: Sequence[Task], *, count: int | None = None, classes
 def card_with_tasks(card: ModelCard, tasks: Sequence[Task], **head_config: Any) -> ModelCard:
     """``card`` (a ``*-tab`` card) building ``tasks``; its head config and class names follow."""
     tasks = check_tasks(tasks)
-    return dataclasses.replace(card, builder=functools.partial(card.builder, tasks=tasks),
+    head_builder = functools.partial(card.head_builder, tasks=tasks) if card.head_builder is not None else None
+    return dataclasses.replace(card, builder=functools.partial(card.builder, tasks=tasks), head_builder=head_builder,
                                head=dataclasses.replace(card.head, config={**tasks_config(tasks), **head_config}),
                                class_names=task_class_names(tasks))
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from vitdeploy.bundle.head import BoxFormat, HeadSpec, ScoreActivation
 from vitdeploy.errors import ModelNotFoundError
-from vitdeploy.models.card import ModelCard
+from vitdeploy.models.card import HeadBuilder, ModelCard
 from vitdeploy.models.encoder import VisionTransformer
 from vitdeploy.models.heads.cait import CaitHead
 from vitdeploy.models.heads.cls import ClsHead
@@ -55,61 +55,87 @@ ENCODER_SIZES: dict[str, EncoderSize] = {
 }
 
 
-def _vit(size: str, image_size: tuple[int, int], *, class_token: bool, fused_attention: bool) -> VisionTransformer:
-    s = ENCODER_SIZES[size]
-    return VisionTransformer(img_size=image_size, patch_size=16, embed_dim=s.embed_dim, depth=s.depth,
-                             num_heads=s.num_heads, class_token=class_token, fused_attention=fused_attention)
-
-
-def _cls_builder(size: str, image_size: tuple[int, int], num_classes: int) -> Callable[..., nn.Module]:
-    def build(*, fused_attention: bool = True) -> nn.Module:
-        enc = _vit(size, image_size, class_token=True, fused_attention=fused_attention)
-        return PerceptionModel(encoder=enc, head=ClsHead(enc.embed_dim, num_classes=num_classes), head_type="cls")
+def _vit(size: str, image_size: tuple[int, int], *, class_token: bool) -> Callable[..., VisionTransformer]:
+    def build(*, fused_attention: bool = True) -> VisionTransformer:
+        s = ENCODER_SIZES[size]
+        return VisionTransformer(img_size=image_size, patch_size=16, embed_dim=s.embed_dim, depth=s.depth,
+                                 num_heads=s.num_heads, class_token=class_token, fused_attention=fused_attention)
     return build
 
 
-def _cait_builder(size: str, image_size: tuple[int, int], num_classes: int) -> Callable[..., nn.Module]:
-    def build(*, fused_attention: bool = True) -> nn.Module:
-        enc = _vit(size, image_size, class_token=False, fused_attention=fused_attention)
-        head = CaitHead(enc.embed_dim, num_heads=ENCODER_SIZES[size].num_heads, num_classes=num_classes,
+def encoder_heads(encoder: VisionTransformer) -> int:
+    """The encoder's attention heads (the class-attention heads of CaiT and Task Attention use as many)."""
+    return encoder.blocks[0].attn.num_heads
+
+
+def _decoder_heads(size: str, encoder: VisionTransformer) -> int:
+    """The size's decoder heads, or the encoder's where a backbone's width does not divide by them."""
+    heads = ENCODER_SIZES[size].decoder_heads
+    return heads if encoder.embed_dim % heads == 0 else encoder_heads(encoder)
+
+
+def mask_stride_for(patch_size: int, wanted: int) -> int:
+    """The mask stride nearest ``wanted`` that the pixel decoder can reach from ``patch_size``
+    (patch / stride a power of two): 4 for patch 16, 7 for DINOv2's patch 14."""
+    strides = [patch_size // 2**k for k in range(patch_size.bit_length()) if patch_size % 2**k == 0]
+    return min(strides, key=lambda s: (abs(s - wanted), s))
+
+
+def _cls_head(size: str) -> HeadBuilder:
+    def build(encoder: VisionTransformer, *, num_classes: int, fused_attention: bool = True) -> nn.Module:
+        return ClsHead(encoder.embed_dim, num_classes=num_classes)
+    return build
+
+
+def _cait_head(size: str) -> HeadBuilder:
+    def build(encoder: VisionTransformer, *, num_classes: int, fused_attention: bool = True) -> nn.Module:
+        return CaitHead(encoder.embed_dim, num_heads=encoder_heads(encoder), num_classes=num_classes,
                         fused_attention=fused_attention)
-        return PerceptionModel(encoder=enc, head=head, head_type="cait")
     return build
 
 
-def _detr_builder(size: str, image_size: tuple[int, int], num_classes: int, num_queries: int, *,
-                  two_stage: bool = False) -> Callable[..., nn.Module]:
+def _detr_head_builder(size: str, num_queries: int, *, two_stage: bool = False) -> HeadBuilder:
     head_class = TwoStageDetrHead if two_stage else DetrHead
 
-    def build(*, fused_attention: bool = True) -> nn.Module:
-        s = ENCODER_SIZES[size]
-        enc = _vit(size, image_size, class_token=False, fused_attention=fused_attention)
-        head = head_class(enc.embed_dim, num_classes=num_classes, num_queries=num_queries, num_layers=s.decoder_layers,
-                        num_heads=s.decoder_heads, fused_attention=fused_attention)
-        return PerceptionModel(encoder=enc, head=head, head_type="detr")
+    def build(encoder: VisionTransformer, *, num_classes: int, fused_attention: bool = True) -> nn.Module:
+        return head_class(encoder.embed_dim, num_classes=num_classes, num_queries=num_queries,
+                          num_layers=ENCODER_SIZES[size].decoder_layers, num_heads=_decoder_heads(size, encoder),
+                          fused_attention=fused_attention)
     return build
 
 
-def _mask_builder(size: str, image_size: tuple[int, int], num_classes: int, num_queries: int,
-                  mask_stride: int) -> Callable[..., nn.Module]:
-    def build(*, fused_attention: bool = True) -> nn.Module:
-        s = ENCODER_SIZES[size]
-        enc = _vit(size, image_size, class_token=False, fused_attention=fused_attention)
-        head = MaskHead(enc.embed_dim, num_classes=num_classes, patch_size=16, mask_stride=mask_stride,
-                        num_queries=num_queries, num_layers=s.decoder_layers, num_heads=s.decoder_heads,
+def _mask_head(size: str, num_queries: int, mask_stride: int) -> HeadBuilder:
+    def build(encoder: VisionTransformer, *, num_classes: int, fused_attention: bool = True) -> nn.Module:
+        return MaskHead(encoder.embed_dim, num_classes=num_classes, patch_size=encoder.patch_size,
+                        mask_stride=mask_stride_for(encoder.patch_size, mask_stride), num_queries=num_queries,
+                        num_layers=ENCODER_SIZES[size].decoder_layers, num_heads=_decoder_heads(size, encoder),
                         fused_attention=fused_attention)
-        return PerceptionModel(encoder=enc, head=head, head_type="mask")
     return build
 
 
-def _tab_builder(size: str, image_size: tuple[int, int], tasks: tuple[Task, ...]) -> Callable[..., nn.Module]:
+def _tab_head(size: str, tasks: tuple[Task, ...]) -> HeadBuilder:
     # ``tasks`` is a keyword so that an export can ask for another task list (models/tasks.py).
-    def build(*, fused_attention: bool = True, tasks: tuple[Task, ...] = tasks) -> nn.Module:
-        enc = _vit(size, image_size, class_token=False, fused_attention=fused_attention)
-        head = TabHead(enc.embed_dim, num_heads=ENCODER_SIZES[size].num_heads, tasks=tasks,
+    def build(encoder: VisionTransformer, *, num_classes: int | None = None, fused_attention: bool = True,
+              tasks: tuple[Task, ...] = tasks) -> nn.Module:
+        return TabHead(encoder.embed_dim, num_heads=encoder_heads(encoder), tasks=tasks,
                        fused_attention=fused_attention)
-        return PerceptionModel(encoder=enc, head=head, head_type="tab")
     return build
+
+
+def _composed(kind: str, encoder: Callable[..., VisionTransformer], head: HeadBuilder,
+              num_classes: int | None) -> Callable[..., nn.Module]:
+    """The card's ``builder``: its encoder and its head; ``head_options`` go to the head (``tasks``)."""
+    def build(*, fused_attention: bool = True, **head_options) -> nn.Module:
+        enc = encoder(fused_attention=fused_attention)
+        return PerceptionModel(encoder=enc, head=head(enc, num_classes=num_classes, fused_attention=fused_attention,
+                                                      **head_options), head_type=kind)
+    return build
+
+
+def _vit_card(name: str, kind: str, *, encoder: Callable[..., VisionTransformer], head_builder: HeadBuilder,
+              num_classes: int | None, **card) -> ModelCard:
+    return ModelCard(name=name, builder=_composed(kind, encoder, head_builder, num_classes), patch_size=16,
+                     encoder_builder=encoder, head_builder=head_builder, **card)
 
 
 def _imagenet_like(n: int) -> tuple[str, ...]:
@@ -138,16 +164,18 @@ def _queries(size: str) -> int:
 
 def _cls_card(name: str, size: str) -> ModelCard:
     n = _classes(size)
-    return ModelCard(name=name, head=HeadSpec("cls", config={"num_classes": n}), image_size=_cls_size(size),
-                     patch_size=16, builder=_cls_builder(size, _cls_size(size), n),
+    return _vit_card(name, "cls", encoder=_vit(size, _cls_size(size), class_token=True), head_builder=_cls_head(size),
+                     num_classes=n, head=HeadSpec("cls", config={"num_classes": n}), image_size=_cls_size(size),
                      description=f"{_what(size)}, CLS-token classifier", class_names=_imagenet_like(n))
 
 
 def _cait_card(name: str, size: str) -> ModelCard:
     n = _classes(size)
-    return ModelCard(name=name, head=HeadSpec("cait", config={"num_classes": n, "class_attention_layers": 2}),
-                     image_size=_cls_size(size), patch_size=16, builder=_cait_builder(size, _cls_size(size), n),
-                     description=f"{_what(size)}, CaiT class-attention (2 layers)", class_names=_imagenet_like(n))
+    return _vit_card(name, "cait", encoder=_vit(size, _cls_size(size), class_token=False),
+                     head_builder=_cait_head(size), num_classes=n,
+                     head=HeadSpec("cait", config={"num_classes": n, "class_attention_layers": 2}),
+                     image_size=_cls_size(size), description=f"{_what(size)}, CaiT class-attention (2 layers)",
+                     class_names=_imagenet_like(n))
 
 
 def _detr_head(queries: int) -> HeadSpec:
@@ -157,32 +185,36 @@ def _detr_head(queries: int) -> HeadSpec:
 
 def _detr_card(name: str, size: str) -> ModelCard:
     q = _queries(size)
-    return ModelCard(name=name, head=_detr_head(q), image_size=_det_size(size), patch_size=16,
-                     builder=_detr_builder(size, _det_size(size), len(DRIVING_CLASSES), q),
-                     description=f"{_what(size)}, DETR query decoder ({q} queries)", class_names=DRIVING_CLASSES)
+    return _vit_card(name, "detr", encoder=_vit(size, _det_size(size), class_token=False),
+                     head_builder=_detr_head_builder(size, q), num_classes=len(DRIVING_CLASSES), head=_detr_head(q),
+                     image_size=_det_size(size), description=f"{_what(size)}, DETR query decoder ({q} queries)",
+                     class_names=DRIVING_CLASSES)
 
 
 def _mask_card(name: str, size: str) -> ModelCard:
     q = _queries(size) // 2
     head = HeadSpec("mask", scores=ScoreActivation.SOFTMAX,
                     config={"num_classes": len(DRIVING_CLASSES), "num_queries": q, "mask_stride": 4})
-    return ModelCard(name=name, head=head, image_size=_det_size(size), patch_size=16,
-                     builder=_mask_builder(size, _det_size(size), len(DRIVING_CLASSES), q, 4),
-                     description=f"{_what(size)}, MaskFormer mask queries (stride 4)", class_names=DRIVING_CLASSES)
+    return _vit_card(name, "mask", encoder=_vit(size, _det_size(size), class_token=False),
+                     head_builder=_mask_head(size, q, 4), num_classes=len(DRIVING_CLASSES), head=head,
+                     image_size=_det_size(size), description=f"{_what(size)}, MaskFormer mask queries (stride 4)",
+                     class_names=DRIVING_CLASSES)
 
 
 def _tab_card(name: str, size: str) -> ModelCard:
     tasks = tuple(Task(name=f"task{i}", num_classes=n) for i, n in enumerate((4, 3, 5) if size == "test" else (10, 10, 10)))
-    return ModelCard(name=name, head=HeadSpec("tab", config=tasks_config(tasks)), image_size=_cls_size(size),
-                     patch_size=16, builder=_tab_builder(size, _cls_size(size), tasks),
+    return _vit_card(name, "tab", encoder=_vit(size, _cls_size(size), class_token=False),
+                     head_builder=_tab_head(size, tasks), num_classes=None,
+                     head=HeadSpec("tab", config=tasks_config(tasks)), image_size=_cls_size(size),
                      description=f"{_what(size)}, Task Attention Block ({len(tasks)} task tokens, one classifier each)",
                      class_names=task_class_names(tasks))
 
 
 def _demo_card(name: str) -> ModelCard:
-    return ModelCard(
-        name=name, head=_detr_head(DEMO_QUERIES), image_size=DEMO_IMAGE_SIZE, patch_size=16,
-        builder=_detr_builder("tiny", DEMO_IMAGE_SIZE, len(DRIVING_CLASSES), DEMO_QUERIES, two_stage=True),
+    return _vit_card(
+        name, "detr", encoder=_vit("tiny", DEMO_IMAGE_SIZE, class_token=False),
+        head_builder=_detr_head_builder("tiny", DEMO_QUERIES, two_stage=True), num_classes=len(DRIVING_CLASSES),
+        head=_detr_head(DEMO_QUERIES), image_size=DEMO_IMAGE_SIZE,
         description="ViT-Tiny/16 two-stage DETR trained on vitdeploy's synthetic driving scenes (weights shipped)",
         class_names=DRIVING_CLASSES, weights="demo-detr.safetensors")
 

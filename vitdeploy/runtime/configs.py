@@ -48,16 +48,17 @@ def default_cameras(bundle: Bundle) -> list[int]:
     return sorted({1, min(6, bundle.manifest.max_cameras)})
 
 
-def bundle_precisions(bundle: Bundle, backend: str) -> list[Precision]:
+def bundle_precisions(bundle: Bundle, backend: str, *, allow_rejected: bool = False) -> list[Precision]:
     """The precisions ``backend`` can run for this bundle without being told: for onnxruntime the
-    ONNX variants in the bundle, for tensorrt the good engines, for torch FP32 (the model itself;
-    FP16/INT8 graphs are not its)."""
+    good ONNX variants in the bundle (and the rejected ones with ``allow_rejected``), for tensorrt
+    the good engines, for torch FP32 (the model itself; FP16/INT8 graphs are not its)."""
     if backend == "torch":
         return [Precision.FP32]
     if backend == "tensorrt":
         found = {e.precision for e in bundle.manifest.engines if e.status == Status.GOOD}
     else:
-        found = {v.precision for g in bundle.manifest.graphs for v in g.variants if v.status == Status.GOOD}
+        found = {v.precision for g in bundle.manifest.graphs for v in g.variants
+                 if v.status == Status.GOOD or (allow_rejected and v.status == Status.REJECTED)}
     return [p for p in Precision if p in found]
 
 
@@ -80,7 +81,7 @@ def parse_cameras(values: list[str]) -> list[int]:
 
 
 def plan(bundle: Bundle, *, backends: list[str] | None = None, precisions: list[Precision] | None = None,
-         cameras: list[int] | None = None, device: str | None = None) -> list[Configuration]:
+         cameras: list[int] | None = None, device: str | None = None, allow_rejected: bool = False) -> list[Configuration]:
     """Every backend x precision x camera count. ``backends`` None: ``default_backends``;
     ``cameras`` None: ``default_cameras``; ``precisions`` None: each backend's
     ``bundle_precisions``; given explicitly, every backend is tried at every one (the ones it cannot
@@ -91,7 +92,8 @@ def plan(bundle: Bundle, *, backends: list[str] | None = None, precisions: list[
         raise DataError("no backend to run; e.g. --backend onnxruntime")
     out = []
     for backend in parse_backends(backends):
-        chosen = bundle_precisions(bundle, backend) if precisions is None else list(dict.fromkeys(precisions))
+        chosen = (bundle_precisions(bundle, backend, allow_rejected=allow_rejected) if precisions is None
+                  else list(dict.fromkeys(precisions)))
         if not chosen:  # e.g. tensorrt without engines: say so in the report instead of dropping the row
             chosen = [Precision.FP32]
         out += [Configuration(backend, p, n, device) for p, n in itertools.product(chosen, cameras)]

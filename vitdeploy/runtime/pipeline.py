@@ -32,6 +32,11 @@ DecodeFn = Callable[[dict[str, np.ndarray], list[Letterbox]], Decoded]
 
 #: Sets in flight on a free-running rig: one in inference, the next preprocessed and waiting.
 FREE_RUNNING_IN_FLIGHT = 2
+#: Sets that may wait for the sinks. Writing files takes a varying time (an fsync under disk load,
+#: the first video frame opening its encoder: 0.1 s on a loaded CPU), and a set that waited for
+#: the sink has its full cost in ``end_to_end``; a few sets of slack keep such a hiccup from
+#: dropping output.
+SINK_QUEUE_SIZE = 4
 
 
 class QueuePolicy(str, enum.Enum):
@@ -107,7 +112,8 @@ class Pipeline:
         spec = backend.inputs[0]
         self.input_name = spec.name
         self.input_dtype = np.dtype(spec.dtype)
-        self.queues = {name: StageQueue(name, maxsize=queue_size, policy=policy)
+        self.queues = {name: StageQueue(name, maxsize=max(queue_size, SINK_QUEUE_SIZE) if name == "sink"
+                                        else queue_size, policy=policy)
                        for name in ("preprocess", "infer", "postprocess", "sink")}
         self.error: BaseException | None = None
         self.error_stage: str | None = None

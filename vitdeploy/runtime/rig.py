@@ -39,7 +39,9 @@ class Camera:
     expected to deliver, frames per second; ``resolution`` (H, W) pixels is requested from live
     captures and used by synthetic cameras (None: the source's own size). ``loop`` replays video
     files and image folders; live captures that fail are reopened every ``reconnect_interval_s``
-    seconds, at most ``reconnect_attempts`` times in a row (0: forever).
+    seconds, at most ``reconnect_attempts`` times in a row (0: forever). A live capture that takes
+    longer than ``timeout_s`` seconds to open, or to deliver its next frame, is given up and
+    reopened.
     """
 
     name: str
@@ -49,6 +51,7 @@ class Camera:
     loop: bool = False
     reconnect_interval_s: float = 1.0
     reconnect_attempts: int = 0
+    timeout_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class ModelConfig:
     #: bundles with preprocessing fused into the graph take raw frames of one size; True resizes
     #: other sizes on the CPU instead of refusing them
     allow_cpu_resize: bool = False
+    #: run a graph that `calibrate --min-agreement` rejected (recorded in the run summary)
+    allow_rejected: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,8 @@ class Rig:
     offline runs and benchmarks). ``sync_tolerance_ms`` is how far apart in capture time the
     cameras of one set may be, and how long a set waits for a late camera. ``latency_budget_ms`` is
     the end-to-end deadline (capture to results) that the summary counts misses against.
+    ``startup_timeout_s`` is how long the first set waits for every camera's first frame; then the
+    rig runs with the cameras it has.
     """
 
     cameras: tuple[Camera, ...]
@@ -93,6 +100,7 @@ class Rig:
     rate_hz: float = 10.0
     sync_tolerance_ms: float = 50.0
     latency_budget_ms: float = 100.0
+    startup_timeout_s: float = 2.0
     outputs: Outputs = field(default_factory=Outputs)
     base_dir: Path = Path(".")  # folder relative paths in the file are resolved against
 
@@ -103,10 +111,12 @@ class Rig:
 
 # ---- reading ----------------------------------------------------------------------------------
 
-_TOP_KEYS = {"rate_hz", "sync_tolerance_ms", "latency_budget_ms", "model", "outputs", "cameras"}
-_MODEL_KEYS = {"bundle", "backend", "precision", "device", "score_threshold", "top_k", "allow_cpu_resize"}
+_TOP_KEYS = {"rate_hz", "sync_tolerance_ms", "latency_budget_ms", "startup_timeout_s", "model", "outputs", "cameras"}
+_MODEL_KEYS = {"bundle", "backend", "precision", "device", "score_threshold", "top_k", "allow_cpu_resize",
+               "allow_rejected"}
 _OUTPUT_KEYS = {"dir", "jsonl", "video", "live"}
-_CAMERA_KEYS = {"name", "source", "fps", "resolution", "loop", "reconnect_interval_s", "reconnect_attempts"}
+_CAMERA_KEYS = {"name", "source", "fps", "resolution", "loop", "reconnect_interval_s", "reconnect_attempts",
+                "timeout_s"}
 
 
 def load_rig(path: str | Path) -> Rig:
@@ -143,6 +153,7 @@ def parse_rig(text: str, *, source: str = "rig.toml", base_dir: str | Path = "."
         rate_hz=f.number(raw, "rate_hz", "rate_hz", default=10.0, minimum=0.0),
         sync_tolerance_ms=f.number(raw, "sync_tolerance_ms", "sync_tolerance_ms", default=50.0, minimum=0.0),
         latency_budget_ms=f.number(raw, "latency_budget_ms", "latency_budget_ms", default=100.0, positive=True),
+        startup_timeout_s=f.number(raw, "startup_timeout_s", "startup_timeout_s", default=2.0, minimum=0.0),
         outputs=_outputs(f, f.table(raw, "outputs")),
         base_dir=Path(base_dir),
     )
@@ -163,6 +174,7 @@ def _camera(f: _Fields, raw: Any, i: int) -> Camera:
                                       minimum=0.0),
         reconnect_attempts=int(f.number(raw, "reconnect_attempts", f"{where}.reconnect_attempts", default=0,
                                         minimum=0.0, integer=True)),
+        timeout_s=f.number(raw, "timeout_s", f"{where}.timeout_s", default=5.0, positive=True),
     )
 
 
@@ -187,6 +199,7 @@ def _model(f: _Fields, raw: dict) -> ModelConfig:
         score_threshold=threshold,
         top_k=int(f.number(raw, "top_k", "model.top_k", default=100, positive=True, integer=True)),
         allow_cpu_resize=f.boolean(raw, "allow_cpu_resize", "model.allow_cpu_resize", default=False),
+        allow_rejected=f.boolean(raw, "allow_rejected", "model.allow_rejected", default=False),
     )
 
 

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 #: How long stopping may take: in-flight sets drain, then threads are left behind, seconds.
 STOP_TIMEOUT_S = 10.0
+#: How long stopping waits for the camera threads, all together; one blocked in a driver call is
+#: left behind (a daemon thread; a capture's process is killed), seconds.
+SOURCES_STOP_TIMEOUT_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -131,22 +134,23 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: Run
 
                 model = exported_model(manifest)
             backend = open_backend(rig.model.backend, bundle, precision=rig.model.precision,
-                                   device=rig.model.device, model=model)
+                                   device=rig.model.device, model=model, allow_rejected=rig.model.allow_rejected)
         sinks = _open_sinks(rig, out_dir, class_names=list(manifest.class_names))
         stats = Stats(cams, budget_ms=rig.latency_budget_ms)
-        epoch = time.monotonic()
-        sync = Synchronizer(cams, rate_hz=rig.rate_hz, tolerance_s=rig.sync_tolerance_ms / 1e3,
-                            fallback_size=_fallback_size(manifest.preprocessing), epoch=epoch)
-        pipeline = Pipeline(synchronizer=sync, backend=backend, decoder=decode,
-                            preprocessing=manifest.preprocessing, sinks=sinks, stats=stats,
-                            policy=QueuePolicy.BLOCK if rig.rate_hz <= 0 else QueuePolicy.DROP_OLDEST,
-                            max_sets=options.max_frames, allow_resize=rig.model.allow_cpu_resize)
-        if console is not None and rig.outputs.live:
-            live = LiveView(stats, dropped=lambda: sum(pipeline.dropped.values()), console=console)
         sigint = stop_on_sigint(interrupted) if options.handle_sigint else contextlib.nullcontext()
         with sigint:
-            for s in cams:
-                s.start(epoch)
+            epoch, startup_left = start_cameras(cams, timeout_s=rig.startup_timeout_s,
+                                                stop=lambda: stop.is_set() or interrupted.is_set())
+            # the first set waits for the rest of the start-up time, and no less than any other set
+            sync = Synchronizer(cams, rate_hz=rig.rate_hz, tolerance_s=rig.sync_tolerance_ms / 1e3,
+                                fallback_size=_fallback_size(manifest.preprocessing), epoch=epoch,
+                                startup_timeout_s=max(startup_left, rig.sync_tolerance_ms / 1e3))
+            pipeline = Pipeline(synchronizer=sync, backend=backend, decoder=decode,
+                                preprocessing=manifest.preprocessing, sinks=sinks, stats=stats,
+                                policy=QueuePolicy.BLOCK if rig.rate_hz <= 0 else QueuePolicy.DROP_OLDEST,
+                                max_sets=options.max_frames, allow_resize=rig.model.allow_cpu_resize)
+            if console is not None and rig.outputs.live:
+                live = LiveView(stats, dropped=lambda: sum(pipeline.dropped.values()), console=console)
             started = time.monotonic()
             pipeline.start()
             if live is not None:
@@ -159,8 +163,7 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: Run
         if pipeline is not None:
             pipeline.stop()
             pipeline.join(STOP_TIMEOUT_S)
-        for s in cams:
-            s.stop(timeout=0.5)
+        stop_sources(cams, timeout=SOURCES_STOP_TIMEOUT_S)
         if live is not None:
             live.close()
         for sink in sinks:
@@ -173,10 +176,38 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: Run
             exc.add_note(f"(in the pipeline's {pipeline.error_stage} stage)")
         raise exc
     files = [f for sink in sinks for f in sink.files()]
-    return stats.summary(dropped=pipeline.dropped, empty_ticks=sync.empty_ticks, stopped_by=stopped_by,
-                         duration_s=time.monotonic() - started,
+    allowed = bundle.rejected_variants(rig.model.precision) if rig.model.backend != "torch" else []
+    return stats.summary(dropped=pipeline.dropped, skipped=sync.skipped, empty_ticks=sync.empty_ticks,
+                         stopped_by=stopped_by, duration_s=time.monotonic() - started,
                          jsonl=next((f for f in files if f.suffix == ".jsonl"), None),
-                         videos=[f for f in files if f.suffix == ".mp4"], backend=backend_info)
+                         videos=[f for f in files if f.suffix == ".mp4"], backend=backend_info, overrides=allowed)
+
+
+def start_cameras(sources: list[Source], *, timeout_s: float, stop: Callable[[], bool]) -> tuple[float, float]:
+    """Open every camera (in its own thread), waiting at most ``timeout_s`` seconds for all of them
+    together, then start their shared clock. Returns the epoch (monotonic s) and the part of the
+    start-up time left for the first frame set to wait in."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    for source in sources:
+        source.start(deferred=True)
+    for source in sources:
+        while not source.wait_opened(min(0.05, deadline - time.monotonic())):
+            if time.monotonic() >= deadline or stop():
+                break
+    epoch = time.monotonic()
+    for source in sources:
+        source.set_epoch(epoch)
+    return epoch, max(0.0, deadline - epoch)
+
+
+def stop_sources(sources: list[Source], *, timeout: float) -> None:
+    """Stop every source at once and wait at most ``timeout`` seconds for all of them together."""
+    for source in sources:
+        source.request_stop()
+    deadline = time.monotonic() + timeout
+    for source in sources:
+        source.join(deadline - time.monotonic())
 
 
 def _decoder(head: Head, rig: Rig) -> DecodeFn:

@@ -1,12 +1,15 @@
 """The synchroniser: one ``FrameSet`` per tick from each camera's newest frame.
 
 At each tick (every ``1 / rate_hz`` seconds; free-running rigs tick as soon as any camera has a
-new frame) the synchroniser takes every camera's newest frame not used before. A camera that has
-none yet is waited for at most ``tolerance`` seconds, and only if it was present in the last set
-(a camera already known to be late or broken is never waited for). A frame captured more than
-``tolerance`` before the newest frame of the set is too far apart to fuse and counts as missing.
-A missing camera keeps its slot — filled with its last good frame (zeros before it ever delivered)
-and marked missing — so the batch always has one image per camera.
+new frame) the synchroniser takes, of every camera's buffered frames not used before, the one
+captured closest to the tick. A camera that has none yet is waited for at most ``tolerance``
+seconds, and only if it was present in the last set (a camera already known to be late or broken
+is never waited for). The first set waits at most ``startup_timeout_s`` for every camera, then
+the rig runs with the cameras it has. A frame captured more than ``tolerance`` before the newest
+frame of the set is too far apart to fuse and counts as missing. A missing camera keeps its slot —
+filled with its last good frame (zeros before it ever delivered) and marked missing — so the batch
+always has one image per camera. Frames a camera delivered that never made it into a set (too far
+apart, or replaced in its buffer by newer ones) are counted per camera in ``skipped``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import numpy as np
 
 from vitdeploy.runtime.sources.base import Frame, Health, Source
 
-#: How long the first set waits for every camera's first frame (opening files, first render), s.
-STARTUP_TIMEOUT_S = 10.0
+#: How long the first set waits for every camera's first frame (opening files, first render), s;
+#: a rig's ``startup_timeout_s`` sets it.
+STARTUP_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -89,6 +93,7 @@ class Synchronizer:
             s.add_listener(self._cond)
         self._last_good: dict[str, np.ndarray] = {}
         self._used: dict[str, int] = {s.camera: -1 for s in sources}
+        self.skipped: dict[str, int] = {s.camera: 0 for s in sources}  # delivered, never in a set
         self._present_last: set[str] = {s.camera for s in sources}
         self._count = 0
         self._t0: float | None = epoch
@@ -107,7 +112,8 @@ class Synchronizer:
                 return None
             first = self._count == 0
             limit = self.startup_timeout_s if first else self.tolerance_s
-            self._wait_for_cameras(stop, time.monotonic() + limit, everyone=first)
+            self._wait_for_cameras(stop, time.monotonic() + limit, everyone=first,
+                                   tick=tick if self.rate_hz > 0 else None)
             fs = self._assemble(tick)
             if fs is not None:
                 return fs
@@ -117,9 +123,19 @@ class Synchronizer:
         return None
 
     # ---- steps --------------------------------------------------------------------------------
-    def _fresh(self, source: Source) -> Frame | None:
-        frame = source.newest()
-        return frame if frame is not None and frame.index > self._used[source.camera] else None
+    def _fresh(self, source: Source, near: float | None = None) -> Frame | None:
+        """The source's unused frame captured closest to ``near`` (monotonic s), or its newest."""
+        if near is None:
+            frame = source.newest()
+            return frame if frame is not None and frame.index > self._used[source.camera] else None
+        frames = [f for f in source.buffered() if f.index > self._used[source.camera]]
+        return min(frames, key=lambda f: abs(f.capture_time - near), default=None)
+
+    def _consume(self, source: Source, frame: Frame, *, used: bool) -> None:
+        """Mark ``frame`` and every frame before it consumed; count the ones no set will hold."""
+        self.skipped[source.camera] += frame.index - self._used[source.camera] - (1 if used else 0)
+        source.take(frame)
+        self._used[source.camera] = frame.index
 
     def _wait_for_tick(self, stop: threading.Event) -> float | None:
         if self.rate_hz > 0:
@@ -128,8 +144,10 @@ class Synchronizer:
                 self._t0 = now
             period = 1.0 / self.rate_hz
             due = self._t0 + self._tick * period
-            if now - due > period:  # the pipeline fell behind: skip missed ticks, do not burst
-                self._tick = int((now - self._t0) / period)
+            # Fell behind, or the first set took its start-up wait: skip to the next tick to come
+            # (a burst of sets would only be dropped by the next stage).
+            if now - due > period or (self._count == 1 and now > due):
+                self._tick = int((now - self._t0) / period) + 1
                 due = self._t0 + self._tick * period
             self._tick += 1
             if stop.wait(max(0.0, due - now)):
@@ -144,10 +162,17 @@ class Synchronizer:
                 self._cond.wait(0.05)
         return None
 
-    def _wait_for_cameras(self, stop: threading.Event, deadline: float, *, everyone: bool) -> None:
+    def _wait_for_cameras(self, stop: threading.Event, deadline: float, *, everyone: bool,
+                          tick: float | None) -> None:
+        """Wait until every camera worth waiting for has a frame for ``tick`` (not more than the
+        tolerance before it; any new frame on a free-running rig), or until ``deadline``."""
+        def ready(s: Source) -> bool:
+            frame = self._fresh(s, tick)
+            return frame is not None and (tick is None or frame.capture_time >= tick - self.tolerance_s)
+
         def waiting_for() -> list[Source]:
             return [s for s in self.sources
-                    if self._fresh(s) is None and not s.health().finished
+                    if not ready(s) and not s.health().finished
                     and (everyone or s.camera in self._present_last)]
 
         with self._cond:
@@ -158,7 +183,7 @@ class Synchronizer:
                 self._cond.wait(min(remaining, 0.05))
 
     def _assemble(self, tick: float) -> FrameSet | None:
-        frames = {s.camera: self._fresh(s) for s in self.sources}
+        frames = {s.camera: self._fresh(s, tick if self.rate_hz > 0 else None) for s in self.sources}
         captured = [f.capture_time for f in frames.values() if f is not None]
         if not captured:
             return None
@@ -168,15 +193,13 @@ class Synchronizer:
             frame = frames[s.camera]
             health = s.health()
             if frame is not None and newest - frame.capture_time <= self.tolerance_s:
-                s.take(frame)
-                self._used[s.camera] = frame.index
+                self._consume(s, frame, used=True)
                 self._last_good[s.camera] = frame.image
                 slots.append(CameraSlot(s.camera, frame.image, False, health, frame.capture_time, frame.index))
                 present.append(frame.capture_time)
             else:
                 if frame is not None:  # too far apart from the others: skip it, take a newer one next tick
-                    s.take(frame)
-                    self._used[s.camera] = frame.index
+                    self._consume(s, frame, used=False)
                 slots.append(CameraSlot(s.camera, self._fill(s.camera), True, health))
         self._present_last = {slot.camera for slot in slots if not slot.missing}
         fs = FrameSet(index=self._count, slots=slots, skew_ms=(max(present) - min(present)) * 1e3,

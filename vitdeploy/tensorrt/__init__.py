@@ -6,7 +6,8 @@
   equivalent trtexec line and why a build failed — plain Python, no TensorRT needed;
 * ``builder``: the few calls into TensorRT that turn an ONNX file into a plan;
 * ``build``: `vitdeploy build` — a bundle's ONNX at one precision -> a checked plan in the bundle;
-* ``golden``: golden inputs and the agreement a built engine must reach with them;
+* ``golden``, ``agreement``: the golden pool (driving frames and a photograph) with its FP32
+  outputs, and what a built engine must reach on it: element bounds and the head's own agreement;
 * ``provenance``: which machine a plan belongs to and whether it may run on this one;
 * ``runner``, ``cuda_graph``: the engine side of the tensorrt backend (the backend module itself,
   ``vitdeploy.runtime.backends.tensorrt``, only adapts it to the backend registry).

@@ -2,8 +2,8 @@
 
 For each graph: (calibrate first if the precision's ONNX is missing and data is given), make the
 golden outputs if the bundle has none, build a strongly typed plan with one profile over the
-camera axis, run it on the golden inputs at the profile's smallest and largest camera count,
-and only then rename ``<graph>.<precision>.<gpu>.plan`` into place and record the engine, its
+camera axis, run it on the golden inputs in batches of the profile's smallest and largest camera
+count, and only then rename ``<graph>.<precision>.<gpu>.plan`` into place and record the engine, its
 provenance and its golden agreement in the manifest. An engine beyond its precision's tolerance
 is kept and marked failed (the tensorrt backend refuses it).
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitdeploy.bundle import Bundle, Engine, Precision, Status, atomic_path, sha256_file
+from vitdeploy.bundle import Bundle, Engine, Precision, Status, atomic_path, sha256_file, variant_verdict
 from vitdeploy.bundle.manifest import Graph
 from vitdeploy.errors import MissingDependencyError
 from vitdeploy.extras import Extra, require
@@ -60,6 +60,9 @@ class BuildOptions:
     dims: dict[str, DimRange] = field(default_factory=dict)
     settings: BuilderSettings = field(default_factory=BuilderSettings)
     calib_data: Path | None = None
+    #: build from an ONNX that calibration rejected (the user's --allow-rejected; recorded in the
+    #: engine's options)
+    allow_rejected: bool = False
 
 
 @dataclass
@@ -104,7 +107,7 @@ def trtexec_commands(bundle_path: str | Path, options: BuildOptions, *, generati
     check_dla_request(dla_core=options.settings.dla_core, precision=options.precision, generation=generation)
     commands = []
     for graph, profile in targets:
-        onnx = bundle.onnx_path(options.precision, graph.name)
+        onnx = bundle.onnx_path(options.precision, graph.name, allow_rejected=options.allow_rejected)
         plan = bundle.path / f"{graph.name}.{options.precision.value}.plan"
         commands.append(format_command(trtexec_argv(onnx=onnx, plan=plan, graph=graph, precision=options.precision,
                                                     profile=profile, settings=options.settings,
@@ -168,11 +171,11 @@ def _build_one(trt, bundle: Bundle, graph: Graph, profile: Profile, machine: Mac
     p = options.precision
     settings = options.settings
     variant = graph.variant(p)
-    if variant.status is not Status.GOOD:
-        raise BuildError(f"the {p.value} ONNX of graph {graph.name!r} is marked {variant.status.value} (it did not "
-                         f"agree with FP32 well enough when it was made); recalibrate it with `vitdeploy calibrate "
-                         f"{bundle.path} --precision {p.value}` before building an engine from it")
-    onnx_path = bundle.onnx_path(p, graph.name)
+    if variant.status is not Status.GOOD and not options.allow_rejected:
+        raise BuildError(f"the {p.value} ONNX of graph {graph.name!r} is marked {variant.status.value} "
+                         f"({variant_verdict(variant)}); recalibrate it with `vitdeploy calibrate {bundle.path} "
+                         f"--precision {p.value}` before building an engine from it, or pass --allow-rejected")
+    onnx_path = bundle.onnx_path(p, graph.name, allow_rejected=options.allow_rejected)
     onnx_sha = sha256_file(onnx_path)
     if onnx_sha != variant.sha256:
         raise BuildError(f"{onnx_path.name} changed since the manifest recorded it (sha256 {onnx_sha[:12]}..., "
@@ -191,7 +194,9 @@ def _build_one(trt, bundle: Bundle, graph: Graph, profile: Profile, machine: Mac
         cuda_version=machine.cuda_version, gpu_name=machine.gpu_name, compute_capability=machine.compute_capability,
         profile=profile.to_record(), onnx_sha256=onnx_sha, plan_sha256=hashlib.sha256(plan).hexdigest(),
         build_seconds=round(seconds, 2), built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        options=settings.to_record(), onnx_file=variant.file, version_compatible=settings.version_compatible,
+        options={**settings.to_record(), **({"allow_rejected": variant.status.value}
+                                             if variant.status is not Status.GOOD else {})},
+        onnx_file=variant.file, version_compatible=settings.version_compatible,
         dla_core=settings.dla_core, sm_count=machine.sm_count, gpu_memory_mib=machine.memory_mib,
     )
     with atomic_path(bundle.file(name)) as tmp:
@@ -219,7 +224,7 @@ def _golden_check(plan_path: Path, engine: Engine, graph: Graph, golden: GoldenS
     from vitdeploy.tensorrt.runner import TensorRTBackend
 
     cams = profile.cameras
-    counts = [golden.cameras] if cams is None else [c for c in (cams.min, cams.max) if c <= golden.cameras]
+    counts = [golden.frames] if cams is None else [cams.min, cams.max]
     with TensorRTBackend(plan_path, engine=engine, inputs=graph.inputs, outputs=graph.outputs, device=device,
                          bundle_path=bundle.path) as backend:
         dtypes = {s.name: np.dtype(s.dtype) for s in backend.inputs}
@@ -228,7 +233,7 @@ def _golden_check(plan_path: Path, engine: Engine, graph: Graph, golden: GoldenS
             return backend.infer({k: v.astype(dtypes[k], copy=False) for k, v in feeds.items()})
 
         report = check_engine(run, golden, graph, precision=engine.precision, camera_counts=counts,
-                              task_check=task_check_for(bundle.manifest))
+                              task_check=task_check_for(bundle.manifest, graph))
         placement = None
         if engine.dla_core is not None:
             placement = layer_placement(backend.engine_information(), builder_warnings)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from vitdeploy.bundle import Bundle, Engine, Precision, Status, TensorSpec
+from vitdeploy.bundle import Bundle, Engine, Precision, Status, TensorSpec, variant_verdict
 from vitdeploy.errors import BackendError
 from vitdeploy.runtime.backends.base import Backend
 from vitdeploy.tensorrt.buffers import EngineMemory
@@ -273,11 +273,13 @@ class TensorRTBackend(Backend):
 
 
 def from_bundle(bundle: Bundle | str | Path, *, precision: Precision | str = Precision.FP32, device: str = "cuda",
-                graph: str | None = None, cuda_graphs: bool = False, allow_failed: bool = False) -> TensorRTBackend:
+                graph: str | None = None, cuda_graphs: bool = False, allow_failed: bool = False,
+                allow_rejected: bool = False) -> TensorRTBackend:
     """The bundle's engine for ``graph`` at ``precision`` built for this GPU.
 
     An engine marked failed (it disagreed with the golden outputs, or a DLA engine with no layer on
-    the DLA) is refused unless ``allow_failed``, which is for inspecting it.
+    the DLA) is refused unless ``allow_failed``, which is for inspecting it; one built from an ONNX
+    that calibration rejected unless ``allow_rejected`` (the user's --allow-rejected).
     """
     if not isinstance(bundle, Bundle):
         bundle = Bundle.open(bundle)
@@ -300,6 +302,11 @@ def from_bundle(bundle: Bundle | str | Path, *, precision: Precision | str = Pre
     if engine is None:
         engine = next((e for e in candidates if e.file.startswith(wanted[: -len(".plan")] + "-dla")), candidates[0])
     check_cuda_graphs(dla_core=engine.dla_core, cuda_graphs=cuda_graphs, engine=engine.file)
+    source = next((v for v in g.variants if v.file == engine.onnx_file), None)
+    if source is not None and source.status is not Status.GOOD and not allow_rejected:
+        raise BackendError(f"tensorrt: engine {engine.file} was built from {source.file}, which calibration marked "
+                           f"{source.status.value} ({variant_verdict(source)}); recalibrate and rebuild, or pass "
+                           "--allow-rejected to use it anyway")
     if engine.status is Status.FAILED and not allow_failed:
         raise BackendError(f"tensorrt: engine {engine.file} failed its golden check when it was built "
                            f"({'; '.join(_failures(engine))}); rebuild it with: {rebuild_command(bundle.path, engine)}")
@@ -312,5 +319,6 @@ def _failures(engine: Engine) -> list[str]:
     found = list(engine.golden.get("failures", []))
     found += [f"{case} {name}: {', '.join(a.get('failures', []))}" for case, per_output in cases.items()
               for name, a in per_output.items() if a.get("failures")]
-    found += [f"{case} task: {'; '.join(why)}" for case, why in engine.golden.get("task", {}).items() if why]
+    found += [f"{case} task: {'; '.join(verdict.get('failures', []))}"
+              for case, verdict in engine.golden.get("task", {}).items() if verdict.get("failures")]
     return found[:3] or ["no details recorded"]

@@ -31,9 +31,11 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
               "tensor(int64)": "int64", "tensor(bool)": "bool"}
 
 
-def _session(model: Any, *, provider: str, threads: int | None = None):
+def _session(model: Any, *, provider: str, threads: int | None = None, memory_arena: bool = True):
     """An ``ort.InferenceSession`` of ``model`` on ``provider``, with ONNX Runtime's warnings off.
-    ``model``: a path, serialized ONNX bytes or an ``onnx.ModelProto`` (serialized here)."""
+    ``model``: a path, serialized ONNX bytes or an ``onnx.ModelProto`` (serialized here).
+    ``memory_arena`` False returns the memory of a run when it ends (slower, but the largest run's
+    peak is not kept for the session's life)."""
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -42,21 +44,26 @@ def _session(model: Any, *, provider: str, threads: int | None = None):
     if threads is not None:
         options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    if not memory_arena:
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
     if hasattr(model, "SerializeToString"):
         model = model.SerializeToString()
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, sess_options=options, providers=[provider])
 
 
-def cpu_session(model: Any, *, threads: int | None = None):
+def cpu_session(model: Any, *, threads: int | None = None, memory_arena: bool = True):
     """An ONNX Runtime session of ``model`` (a path, ONNX bytes or an ``onnx.ModelProto``) on the
     CPU provider: the reference every precision and every engine is measured against."""
-    return _session(model, provider=PROVIDERS["cpu"], threads=threads)
+    return _session(model, provider=PROVIDERS["cpu"], threads=threads, memory_arena=memory_arena)
 
 
 def run_on_cpu(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every output of ``model`` for ``feeds`` on the CPU, output name -> array."""
-    session = cpu_session(model)
+    """Every output of ``model`` for ``feeds`` on the CPU, output name -> array. ``model``: what
+    ``cpu_session`` takes, or a session it made (reuse one for many runs: making it costs more
+    than running a ViT on a few frames)."""
+    session = model if hasattr(model, "get_outputs") else cpu_session(model)
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feeds), strict=True))
 
@@ -126,9 +133,12 @@ class OnnxRuntimeBackend(Backend):
 
 
 def from_bundle(bundle: Bundle, *, precision: Precision | str = Precision.FP32, device: str = "cpu",
-                threads: int | None = None, graph: str | None = None) -> OnnxRuntimeBackend:
-    """The bundle's ``graph`` (default: its only one) at ``precision`` on ``device``."""
+                threads: int | None = None, graph: str | None = None,
+                allow_rejected: bool = False) -> OnnxRuntimeBackend:
+    """The bundle's ``graph`` (default: its only one) at ``precision`` on ``device``; a graph
+    calibration rejected is refused unless ``allow_rejected``."""
     g = bundle.manifest.graph(graph)
-    return OnnxRuntimeBackend(bundle.onnx_path(precision, graph), inputs=g.inputs, outputs=g.outputs,
+    return OnnxRuntimeBackend(bundle.onnx_path(precision, graph, allow_rejected=allow_rejected),
+                              inputs=g.inputs, outputs=g.outputs,
                               dim_ranges={CAMERA_AXIS: (1, bundle.manifest.max_cameras)}, device=device,
                               threads=threads)

@@ -53,19 +53,22 @@ def open_source(camera: Camera, *, paced: bool = True, base_dir: str | Path = ".
     if scheme in _STREAM_SCHEMES:
         from vitdeploy.runtime.sources.video import CaptureSource
 
-        return CaptureSource(camera.name, uri, resolution=camera.resolution, **common)
+        return CaptureSource(camera.name, uri, resolution=camera.resolution, timeout_s=camera.timeout_s,
+                             **common)
     if scheme in ("gst", "gstreamer") or (not scheme and " ! " in uri):
         from vitdeploy.runtime.sources.video import CaptureSource
 
         pipeline = uri.split("://", 1)[1] if scheme else uri
-        return CaptureSource(camera.name, pipeline, resolution=camera.resolution, gstreamer=True, **common)
+        return CaptureSource(camera.name, pipeline, resolution=camera.resolution, gstreamer=True,
+                             timeout_s=camera.timeout_s, **common)
     if scheme == "device" or uri.isdigit():
         from vitdeploy.runtime.sources.video import CaptureSource
 
         index = parts.netloc or parts.path.strip("/") if scheme else uri
         if not str(index).isdigit():
             raise RigConfigError(f"camera {camera.name!r}: {uri!r} is not device://INDEX, e.g. device://0")
-        return CaptureSource(camera.name, int(index), resolution=camera.resolution, **common)
+        return CaptureSource(camera.name, int(index), resolution=camera.resolution, timeout_s=camera.timeout_s,
+                             **common)
     if scheme not in ("", "file"):
         raise RigConfigError(f"camera {camera.name!r}: unknown source scheme {scheme!r} in {uri!r}; use a file or "
                              "folder path, synthetic://, device://, rtsp://, http(s):// or gst://")

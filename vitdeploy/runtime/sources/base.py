@@ -6,7 +6,8 @@ holds up the others (DESIGN.md decision 6). Its health is reported, not raised: 
 (a file ran out) or ``failed`` (gave up), with the last error.
 
 Pacing: a *paced* file or synthetic source publishes frame k at ``epoch + k / fps`` seconds, like a
-hardware-triggered camera (all cameras share the epoch, so their frames line up). An *unpaced* one
+hardware-triggered camera, and stamps it with that time as its capture time (all cameras share the
+epoch, so their frames line up even when one decodes or renders slower). An *unpaced* one
 (free-running rigs) publishes the next frame as soon as the last was taken, so offline runs and
 benchmarks skip nothing and never spin. Live captures deliver at the device's own rate.
 """
@@ -46,7 +47,8 @@ class FrameError(DataError):
 @dataclass(frozen=True)
 class Frame:
     """One camera frame: ``image`` (H, W, 3) uint8 RGB, captured at ``capture_time`` seconds
-    (``time.monotonic``). ``index`` counts the frames this source delivered, from 0."""
+    (``time.monotonic``: when a live frame arrived, or a paced frame's due time). ``index`` counts
+    the frames this source delivered, from 0."""
 
     camera: str
     index: int
@@ -103,6 +105,8 @@ class Source(abc.ABC):
         self._last_error: str | None = None
         self._last_frame_time: float | None = None
         self._started_at = 0.0
+        self._epoch_set = threading.Event()  # paced frames are due from the epoch on
+        self._opened = threading.Event()  # opened once, or the thread ended: nothing to wait for
 
     # ---- what subclasses implement ------------------------------------------------------------
     @abc.abstractmethod
@@ -122,27 +126,64 @@ class Source(abc.ABC):
         """``cond.notify_all()`` is called after every new frame and every change of health."""
         self._listeners.append(cond)
 
-    def start(self, epoch: float | None = None) -> None:
-        """Start reading; paced frames are due at ``epoch + k / fps`` (``time.monotonic`` seconds)."""
+    def start(self, epoch: float | None = None, *, deferred: bool = False) -> None:
+        """Start reading; paced frames are due at ``epoch + k / fps`` (``time.monotonic`` seconds;
+        default now). ``deferred``: open now, but hold paced frames until ``set_epoch`` — so that
+        every camera of a rig can open (files, first render) before their shared clock starts."""
         if self._thread is not None:
             return
         self._started_at = time.monotonic() if epoch is None else epoch
+        if not deferred:
+            self._epoch_set.set()
         self._thread = threading.Thread(target=self._run, name=f"source-{self.camera}", daemon=True)
         self._thread.start()
+
+    def set_epoch(self, epoch: float) -> None:
+        """Start the clock of a source started ``deferred``: paced frame k is due at ``epoch + k / fps``."""
+        with self._cond:
+            self._started_at = epoch
+        self._epoch_set.set()
+
+    def wait_opened(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until the source opened (or gave up); False if not yet."""
+        return self._opened.wait(max(0.0, timeout))
 
     def stop(self, timeout: float = 2.0) -> None:
         """Ask the thread to stop and wait up to ``timeout`` seconds; a read blocked in a driver
         is left behind (the thread is a daemon) rather than holding up the rig."""
+        self.request_stop()
+        self.join(timeout)
+
+    def request_stop(self) -> None:
+        """Ask the thread to stop and return at once (``stop_sources`` stops many in parallel)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+        try:
+            self._interrupt()
+        except Exception as exc:  # noqa: BLE001 - stopping must go on whatever the driver says
+            self._set_error(f"stopping: {type(exc).__name__}: {exc}")
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the thread; False if it is still blocked (abandoned)."""
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(max(0.0, timeout))
+            return not self._thread.is_alive()
+        return True
+
+    def _interrupt(self) -> None:  # noqa: B027 - sources whose reads always return need not override
+        """Called from another thread by ``request_stop``: unblock a read that may never return
+        (e.g. kill the process it waits on)."""
 
     # ---- what consumers call ------------------------------------------------------------------
     def newest(self) -> Frame | None:
         with self._cond:
             return self._frames[-1] if self._frames else None
+
+    def buffered(self) -> list[Frame]:
+        """The frames in the buffer, oldest first (at most ``buffer``)."""
+        with self._cond:
+            return list(self._frames)
 
     def take(self, frame: Frame) -> None:
         """Mark ``frame`` (and everything before it) consumed; an unpaced source then reads on."""
@@ -173,11 +214,18 @@ class Source(abc.ABC):
 
     # ---- the thread ---------------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._run_until_done()
+        finally:
+            self._opened.set()
+
+    def _run_until_done(self) -> None:
         failures = 0
         while not self._stop.is_set():
             error = None
             try:
                 self._open()
+                self._opened.set()
                 delivered_before = self._delivered
                 self._pump()
                 if self._delivered > delivered_before:
@@ -219,9 +267,13 @@ class Source(abc.ABC):
             if problem:
                 self._count_corrupt(problem)
                 continue
+            captured = None  # live and unpaced frames: the moment they arrived
             if self.live:
                 pass  # the device sets the pace
             elif self.paced and period:
+                while not self._epoch_set.wait(0.1):  # the first frame is read; the rig's clock not started
+                    if self._stop.is_set():
+                        return
                 due = self._started_at + k * period
                 now = time.monotonic()
                 if now - due > period:  # fell behind (slow read): skip ahead rather than burst
@@ -230,9 +282,12 @@ class Source(abc.ABC):
                 k += 1
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     return
+                # A paced frame is "triggered" at its due time, like a hardware-triggered camera: a
+                # camera slow to decode or render its first frame does not make the others' look old.
+                captured = due
             elif not self._wait_taken():
                 return
-            self._publish(image)
+            self._publish(image, captured)
 
     def _wait_taken(self) -> bool:
         """Unpaced: wait until the consumer took the last frame; False when stopping."""
@@ -241,10 +296,10 @@ class Source(abc.ABC):
                 self._cond.wait(0.1)
         return not self._stop.is_set()
 
-    def _publish(self, image: np.ndarray) -> None:
+    def _publish(self, image: np.ndarray, captured: float | None = None) -> None:
         now = time.monotonic()
         with self._cond:
-            self._frames.append(Frame(self.camera, self._delivered, image, now))
+            self._frames.append(Frame(self.camera, self._delivered, image, now if captured is None else captured))
             self._delivered += 1
             self._last_frame_time = now
             self._health = Health.OK

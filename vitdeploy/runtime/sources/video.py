@@ -1,7 +1,9 @@
-"""OpenCV sources: video files, and live captures (device index, rtsp:// URL, GStreamer pipeline)."""
+"""OpenCV sources: video files, and live captures (device index, rtsp:// URL, GStreamer pipeline)
+in a child process each."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
@@ -10,6 +12,7 @@ import numpy as np
 from vitdeploy.data.frames import open_video, read_video_frame
 from vitdeploy.errors import DataError
 from vitdeploy.runtime.sources.base import Source
+from vitdeploy.runtime.sources.capture_process import CaptureProcess, CaptureSpec
 
 
 class VideoFileSource(Source):
@@ -42,41 +45,44 @@ class VideoFileSource(Source):
 
 class CaptureSource(Source):
     """A live OpenCV capture: ``target`` is a device index (int), a stream URL (rtsp://, http://)
-    or a GStreamer pipeline string (ending in ``appsink``). A capture that stops delivering is
-    reopened (``reconnect_interval_s``, ``reconnect_attempts``)."""
+    or a GStreamer pipeline string (ending in ``appsink``). It runs in a child process
+    (``capture_process``), so a stream or driver that hangs costs the rig nothing and stops at
+    once. Opening, and each frame, may take at most ``timeout_s`` seconds; a capture that fails or
+    stops delivering is reopened (``reconnect_interval_s``, ``reconnect_attempts``)."""
 
     live = True
 
     def __init__(self, camera: str, target: int | str, *, resolution: tuple[int, int] | None = None,
-                 gstreamer: bool = False, **kwargs):
+                 gstreamer: bool = False, timeout_s: float = 5.0, **kwargs):
         super().__init__(camera, **kwargs)
-        self.target = target
-        self.resolution = resolution
-        self.gstreamer = gstreamer
-        self._cap: cv2.VideoCapture | None = None
+        self.spec = CaptureSpec(target=target, gstreamer=gstreamer, resolution=resolution, timeout_s=timeout_s)
+        self._lock = threading.Lock()
+        self._process: CaptureProcess | None = None
+
+    @property
+    def target(self) -> int | str:
+        return self.spec.target
 
     def describe(self) -> str:
-        return f"capture {self.target}"
+        return f"capture {self.spec.target}"
 
     def _open(self) -> None:
-        api = cv2.CAP_GSTREAMER if self.gstreamer else cv2.CAP_ANY
-        cap = cv2.VideoCapture(self.target, api)
-        if not cap.isOpened():
-            cap.release()
-            hint = " (is OpenCV built with GStreamer?)" if self.gstreamer else ""
-            raise DataError(f"OpenCV cannot open capture {self.target!r}{hint}")
-        if self.resolution is not None:
-            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.resolution[0])
-            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.resolution[1])
-        self._cap = cap
+        with self._lock:
+            if self._stop.is_set():
+                raise DataError("stopping")
+            self._process = CaptureProcess(self.spec)
+        self._process.wait_opened()
 
     def _read(self) -> np.ndarray | None:
-        ok, bgr = self._cap.read()
-        if not ok:
-            raise DataError(f"capture {self.target!r} delivered no frame")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return self._process.read()
 
     def _close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        with self._lock:
+            process, self._process = self._process, None
+        if process is not None:
+            process.close()
+
+    def _interrupt(self) -> None:
+        with self._lock:
+            if self._process is not None:
+                self._process.kill()
