@@ -33,6 +33,7 @@ class Extra(str, enum.Enum):
     TENSORRT = "tensorrt"
     RECORDINGS = "recordings"
     OPENCV = "opencv"
+    REPLAY = "replay"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ LIBRARIES: dict[Extra, tuple[Library, ...]] = {
                        Library("foxglove-schemas-protobuf", ("foxglove_schemas_protobuf",)),
                        Library("rosbags", ("rosbags",))),
     Extra.OPENCV: (Library("OpenCV", ("cv2",)),),
+    Extra.REPLAY: (Library("Ray", ("ray",)),),
 }
 
 #: The extras each command needs whatever its options (an option that needs more checks for itself:
@@ -77,6 +79,8 @@ COMMANDS: dict[str, tuple[Extra, ...]] = {
     "models": (Extra.EXPORT,),
     "data synth": (Extra.OPENCV, Extra.EVAL),  # faster-coco-eval encodes the masks of the COCO file
     "data info": (Extra.RECORDINGS,),
+    # agreement and mAP are COCO AP (faster-coco-eval); Ray is checked when a replay runs on it
+    "replay": (Extra.OPENCV, Extra.EVAL),
 }
 
 _JETPACK_OPENCV = ("on a Jetson, JetPack's OpenCV instead, built with GStreamer and the nvv4l2decoder hardware decoder: "

@@ -50,22 +50,39 @@ def detection_agreement(reference: dict[str, np.ndarray], *, decode: Callable[..
                         num_classes: int, image_size: tuple[int, int]) -> AgreementFn:
     """``decode(outputs, score_threshold=...)`` gives detections in model-input pixels."""
     truth = decode(reference, score_threshold=GROUND_TRUTH_SCORE)
-    desc = (f"box mAP@[.50:.95] vs FP32 detections (FP32 score >= {GROUND_TRUTH_SCORE} as ground truth, "
-            f"predictions at score >= {PREDICTION_SCORE})")
 
     def score(candidate: dict[str, np.ndarray]) -> TaskAgreement:
         pred = decode(candidate, score_threshold=PREDICTION_SCORE)
-        scores = detection_map(pred, truth, num_classes=num_classes, image_size=image_size)
-        details = {"map50": scores.map50, "map75": scores.map75, "ground_truth_boxes": scores.ground_truth_boxes,
-                   "predicted_boxes": scores.predicted_boxes, "images": scores.images}
-        if scores.map is None:
-            return TaskAgreement("detection_map", desc, None, details,
-                                 reason=f"FP32 detects nothing with score >= {GROUND_TRUTH_SCORE} on the held-out "
-                                        "frames, so there is no ground truth to agree with (an untrained model, "
-                                        "or frames without the model's classes)")
-        return TaskAgreement("detection_map", desc, scores.map, details)
+        return _box_agreement(pred, truth, num_classes=num_classes, image_size=image_size,
+                              predictions=f"predictions at score >= {PREDICTION_SCORE}")
 
     return score
+
+
+def recorded_detection_agreement(reference: Sequence[Detections], candidate: Sequence[Detections], *,
+                                 num_classes: int, image_size: tuple[int, int]) -> TaskAgreement:
+    """The detection agreement of two runs' decoded detections of the same frames, in order (what
+    `vitdeploy replay` reads back from the JSONL): the reference's boxes at score >=
+    ``GROUND_TRUTH_SCORE`` are the ground truth; the candidate's are ranked as they were recorded
+    (at its run's score threshold: a run at ``PREDICTION_SCORE`` gives calibration's figure)."""
+    truth = [Detections(d.boxes[d.scores >= GROUND_TRUTH_SCORE], d.scores[d.scores >= GROUND_TRUTH_SCORE],
+                        d.labels[d.scores >= GROUND_TRUTH_SCORE]) for d in reference]
+    return _box_agreement(list(candidate), truth, num_classes=num_classes, image_size=image_size,
+                          predictions="predictions as recorded")
+
+
+def _box_agreement(pred: list[Detections], truth: list[Detections], *, num_classes: int,
+                   image_size: tuple[int, int], predictions: str) -> TaskAgreement:
+    desc = f"box mAP@[.50:.95] vs FP32 detections (FP32 score >= {GROUND_TRUTH_SCORE} as ground truth, {predictions})"
+    scores = detection_map(pred, truth, num_classes=num_classes, image_size=image_size)
+    details = {"map50": scores.map50, "map75": scores.map75, "ground_truth_boxes": scores.ground_truth_boxes,
+               "predicted_boxes": scores.predicted_boxes, "images": scores.images}
+    if scores.map is None:
+        return TaskAgreement("detection_map", desc, None, details,
+                             reason=f"FP32 detects nothing with score >= {GROUND_TRUTH_SCORE} on these frames, "
+                                    "so there is no ground truth to agree with (an untrained model, or frames "
+                                    "without the model's classes)")
+    return TaskAgreement("detection_map", desc, scores.map, details)
 
 
 def mask_agreement(reference: dict[str, np.ndarray], *, query_scores: np.ndarray) -> AgreementFn:

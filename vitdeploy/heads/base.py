@@ -156,6 +156,13 @@ class Head:
             return None
         return self.compare_to(reference)(candidate)
 
+    def results_agreement(self, reference: Sequence[CameraResult],
+                          candidate: Sequence[CameraResult]) -> TaskAgreement | None:
+        """Task-level agreement of two runs' decoded results of the same camera frames, in the same
+        order (`vitdeploy replay` reads them back from the JSONL); None for a kind that has none
+        on decoded results."""
+        return None
+
     def compares(self, output_names: Iterable[str]) -> bool:
         """Whether ``agreement`` can score a graph with these outputs: the kind has a task-level
         agreement and the graph gives every output the kind declares."""

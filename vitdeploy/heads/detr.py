@@ -8,7 +8,13 @@ import numpy as np
 
 from vitdeploy.bundle.head import BoxFormat, ScoreActivation
 from vitdeploy.bundle.manifest import CAMERA_AXIS, TensorSpec
-from vitdeploy.heads.agreement import AgreementFn, detection_agreement, mask_agreement
+from vitdeploy.heads.agreement import (
+    AgreementFn,
+    TaskAgreement,
+    detection_agreement,
+    mask_agreement,
+    recorded_detection_agreement,
+)
 from vitdeploy.heads.base import Head
 from vitdeploy.heads.decode import class_scores, decode_boxes, decode_masks
 from vitdeploy.heads.letterbox import Letterbox
@@ -41,6 +47,16 @@ class QueryHead(Head):
             return {}
         extra = 1 if self.spec.scores is ScoreActivation.SOFTMAX else 0
         return {"num_queries": logits[1], "num_classes": logits[2] - extra}
+
+    def results_agreement(self, reference: Sequence[CameraResult],
+                          candidate: Sequence[CameraResult]) -> TaskAgreement:
+        """Box mAP of ``candidate`` against ``reference``'s confident boxes (instance-mask heads
+        too: their boxes are the masks' extents; the masks themselves are not recorded)."""
+        empty = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+        ref = [r.detections if r.detections is not None else empty for r in reference]
+        cand = [c.detections if c.detections is not None else empty for c in candidate]
+        classes = self.num_classes or 1 + max((int(d.labels.max()) for d in ref + cand if len(d)), default=0)
+        return recorded_detection_agreement(ref, cand, num_classes=classes, image_size=self.image_size)
 
     def _classes_of(self, logits: np.ndarray) -> int:
         """The class count, from the config or else from the logits themselves."""

@@ -62,6 +62,16 @@ class CameraResult:
         return records
 
 
+def detections_from_records(records: list[dict]) -> Detections:
+    """The detections of one camera frame as ``CameraResult.to_records`` wrote them (a run's JSONL):
+    boxes x1 y1 x2 y2 frame pixels (rounded to 0.1), scores (rounded to 1e-4), class indices; masks
+    are not recorded, so none come back."""
+    boxes = np.asarray([r["box"] for r in records], np.float32).reshape(-1, 4)
+    scores = np.asarray([r["score"] for r in records], np.float32)
+    labels = np.asarray([r["class_id"] for r in records], np.int64)
+    return Detections(boxes, scores, labels)
+
+
 class SetResult(abc.ABC):
     """The answer of a rig-level head (``Head.per_camera`` False) for one whole frame set."""
 
