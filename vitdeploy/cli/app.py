@@ -16,6 +16,7 @@ from vitdeploy.cli import (
     import_cmd,
     info_cmd,
     models_cmd,
+    replay_cmd,
     run_cmd,
 )
 
@@ -45,6 +46,7 @@ app.command("build", epilog=build_cmd.EPILOG)(build_cmd.build)
 app.command("run", epilog=run_cmd.EPILOG)(run_cmd.run)
 app.command("bench", epilog=bench_cmd.EPILOG)(bench_cmd.bench)
 app.command("eval", epilog=eval_cmd.EPILOG)(eval_cmd.evaluate)
+app.command("replay", epilog=replay_cmd.EPILOG)(replay_cmd.replay)
 app.command("demo", epilog=demo_cmd.EPILOG)(demo_cmd.demo)
 app.command("doctor", epilog=doctor_cmd.EPILOG)(doctor_cmd.doctor)
 

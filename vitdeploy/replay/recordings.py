@@ -64,8 +64,8 @@ class RecordedCamera:
 @dataclass(frozen=True)
 class Recording:
     """One recording: ``id`` names its output folder (unique within one replay), ``path`` the file
-    or folder (absolute), ``cameras`` its cameras in rig order (empty for COCO sets and MCAP/bags,
-    whose sources replay makes itself)."""
+    or folder (absolute), ``cameras`` its cameras in rig order (a COCO set's one camera is read by
+    replay's own source; MCAP files and bags list none until their topics are read)."""
 
     id: str
     path: Path
@@ -118,13 +118,13 @@ def classify(path: Path) -> Recording:
         if suffix in RECORDING_SUFFIXES:
             return Recording(stem, path, RecordingKind.RECORDING)
         if suffix == ".json":
-            return Recording(stem, path, RecordingKind.COCO)
+            return Recording(stem, path, RecordingKind.COCO, (RecordedCamera(stem, str(path)),))
         raise DataError(f"{path} is no recording vitdeploy replays: expected a video ({', '.join(VIDEO_SUFFIXES)}), "
                         f"an MCAP/bag file ({', '.join(RECORDING_SUFFIXES)}), a COCO file or a folder")
     if not path.is_dir():
         raise DataError(f"recording {path} does not exist")
     if (path / "annotations.json").is_file():
-        return Recording(stem, path, RecordingKind.COCO)
+        return Recording(stem, path, RecordingKind.COCO, (RecordedCamera(stem, str(path)),))
     if (path / "metadata.yaml").is_file():
         return Recording(stem, path, RecordingKind.RECORDING)
     if any(is_image(p) for p in path.iterdir()):

@@ -97,16 +97,16 @@ class ReplayReport:
                  "| precision | recordings | frames | detections | agreement mean | agreement min | mAP vs labels "
                  "| e2e p50 ms | e2e p99 ms |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for p, a in d["precisions"].items():
-            lines.append(f"| {p} | {a['recordings']} | {a['frames']} | {a['detections']} | {_f(a['agreement']['mean'])} "
-                         f"| {_f(a['agreement']['min'])} | {_f(a['truth_map']['mean'])} "
-                         f"| {_f(a['end_to_end_ms']['p50_median'], 1)} | {_f(a['end_to_end_ms']['p99_max'], 1)} |")
+            lines.append(f"| {p} | {a['recordings']} | {a['frames']} | {a['detections']} | {figure(a['agreement']['mean'])} "
+                         f"| {figure(a['agreement']['min'])} | {figure(a['truth_map']['mean'])} "
+                         f"| {figure(a['end_to_end_ms']['p50_median'], 1)} | {figure(a['end_to_end_ms']['p99_max'], 1)} |")
         lines += ["", f"## The {min(self.lowest, len(self.complete))} recordings of lowest agreement with FP32", "",
                   "| recording | agreement | " + " | ".join(d["precisions"]) + " |",
                   "|---|---:|" + "---:|" * len(d["precisions"])]
         for r in self.ranked()[:self.lowest]:
-            per = [_f(((r.summary["precisions"].get(p) or {}).get("agreement") or {}).get("value"))
+            per = [figure(((r.summary["precisions"].get(p) or {}).get("agreement") or {}).get("value"))
                    for p in d["precisions"]]
-            lines.append(f"| {r.recording.id} | {_f(r.summary.get('agreement'))} | " + " | ".join(per) + " |")
+            lines.append(f"| {r.recording.id} | {figure(r.summary.get('agreement'))} | " + " | ".join(per) + " |")
         if self.failed:
             lines += ["", "## Failed", ""] + [f"- {r.recording.id} ({r.recording.path}): {r.reason}" for r in self.failed]
         lines += [f"\nNote: {note}" for note in self.notes]
@@ -167,5 +167,6 @@ def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def _f(value: float | None, digits: int = 3) -> str:
+def figure(value: float | None, digits: int = 3) -> str:
+    """A figure for a table: ``digits`` decimals, '-' where there is none."""
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"

@@ -1,0 +1,44 @@
+"""Replay fixtures (see replay_data.py): ``replay_bundle`` detects confidently and has an FP16
+variant; ``drives`` is a folder of small drives and one corrupt video."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from replay_data import round_weights_to_fp16, sharpen_logits, write_drive
+
+from vitdeploy.bundle import Bundle, Precision, Variant, sha256_file
+
+
+@pytest.fixture(scope="session")
+def replay_bundle(exported, tmp_path_factory) -> Bundle:
+    """vit-test-detr (1..6 cameras), confident, with an FP16 variant; shared: do not change it."""
+    import onnx
+
+    path = tmp_path_factory.mktemp("replay") / "bundle"
+    shutil.copytree(exported("vit-test-detr", max_cameras=6).path, path)
+    bundle = Bundle.open(path)
+    model = onnx.load(str(path / "model.onnx"))
+    sharpen_logits(model)
+    onnx.save(model, str(path / "model.onnx"))
+    round_weights_to_fp16(model)
+    onnx.save(model, str(path / "model.fp16.onnx"))
+    graph = bundle.manifest.graph(None)
+    fp32 = graph.variant(Precision.FP32)
+    fp32.sha256 = sha256_file(path / "model.onnx")
+    graph.set_variant(Variant(Precision.FP16, "model.fp16.onnx", sha256_file(path / "model.fp16.onnx")))
+    bundle.save()
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def drives(replay_bundle, tmp_path_factory) -> Path:
+    """A folder of 4 small drives (3 single videos, 1 folder of 2 cameras) and one corrupt video."""
+    root = tmp_path_factory.mktemp("drives")
+    for i in range(3):
+        write_drive(root / f"drive{i}.mp4", bundle=replay_bundle, seed=i)
+    write_drive(root / "rig2", bundle=replay_bundle, seed=7, cameras=2)
+    (root / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    return root
