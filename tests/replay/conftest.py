@@ -1,4 +1,4 @@
-"""Replay fixtures (see replay_data.py): ``replay_bundle`` detects confidently and has an FP16
+"""Replay fixtures (see replay_data.py): ``replay_bundle`` detects confidently and has an INT8
 variant; ``drives`` is a folder of small drives and one corrupt video."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from replay_data import round_weights_to_fp16, sharpen_logits, write_drive
+from replay_data import quantize_weights, sharpen_logits, write_drive
 
 from vitdeploy.bundle import Bundle, Precision, Variant, sha256_file
 
 
 @pytest.fixture(scope="session")
 def replay_bundle(exported, tmp_path_factory) -> Bundle:
-    """vit-test-detr (1..6 cameras), confident, with an FP16 variant; shared: do not change it."""
+    """vit-test-detr (1..6 cameras), confident, with an INT8 variant; shared: do not change it."""
     import onnx
 
     path = tmp_path_factory.mktemp("replay") / "bundle"
@@ -23,12 +23,12 @@ def replay_bundle(exported, tmp_path_factory) -> Bundle:
     model = onnx.load(str(path / "model.onnx"))
     sharpen_logits(model)
     onnx.save(model, str(path / "model.onnx"))
-    round_weights_to_fp16(model)
-    onnx.save(model, str(path / "model.fp16.onnx"))
+    quantize_weights(model)
+    onnx.save(model, str(path / "model.int8.onnx"))
     graph = bundle.manifest.graph(None)
     fp32 = graph.variant(Precision.FP32)
     fp32.sha256 = sha256_file(path / "model.onnx")
-    graph.set_variant(Variant(Precision.FP16, "model.fp16.onnx", sha256_file(path / "model.fp16.onnx")))
+    graph.set_variant(Variant(Precision.INT8, "model.int8.onnx", sha256_file(path / "model.int8.onnx")))
     bundle.save()
     return bundle
 

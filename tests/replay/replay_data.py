@@ -1,10 +1,9 @@
-"""Replay test data: a confident detector with an FP16 variant, and small drives.
+"""Replay test data: a confident detector with an INT8 variant, and small drives.
 
 The random-weight test detector scores every query low, so FP32 has no confident box and no
 agreement could be measured. ``replay_bundle`` multiplies its class logits by ``SHARPEN`` (a Mul
-after the graph's ``logits``): the same boxes, now with confident scores. Its FP16 variant is that
-graph with every weight rounded to float16 (what an FP16 graph computes with), kept in float32 so
-ONNX Runtime runs it anywhere: close to FP32, not equal.
+after the graph's ``logits``): the same boxes, now with confident scores. Its INT8 variant is that
+graph with every weight rounded to 8-bit steps (``quantize_weights``): close to FP32, not equal.
 """
 
 from __future__ import annotations
@@ -33,14 +32,18 @@ def sharpen_logits(model) -> None:
     graph.node.append(helper.make_node("Mul", ["logits_unsharpened", "sharpen_factor"], ["logits"], name="sharpen"))
 
 
-def round_weights_to_fp16(model) -> None:
+def quantize_weights(model, *, bits: int = 8) -> None:
+    """Round every weight tensor to ``bits``-bit symmetric per-tensor steps (what an INT8 graph's
+    weights hold), kept in float32 so ONNX Runtime runs it anywhere."""
     from onnx import numpy_helper
 
+    levels = 2 ** (bits - 1) - 1
     for i, init in enumerate(model.graph.initializer):
         value = numpy_helper.to_array(init)
-        if value.dtype == np.float32 and value.size > 1:
-            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(value.astype(np.float16).astype(np.float32),
-                                                                        init.name))
+        if value.dtype == np.float32 and value.size > 1 and np.abs(value).max() > 0:
+            step = np.abs(value).max() / levels
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(
+                (np.round(value / step) * step).astype(np.float32), init.name))
 
 
 def write_drive(path: Path, *, bundle: Bundle, seed: int, frames: int = FRAMES, cameras: int = 1) -> Path:

@@ -28,16 +28,16 @@ def test_each_recording_gets_its_jsonl_per_precision_and_a_summary(replay_bundle
                     on_result=seen.append)
     assert [r.status for r in report.results] == ["complete", "complete"] and len(seen) == 2
     folder = tmp_path / "R" / "recordings" / "rig2"
-    assert {p.name for p in folder.iterdir()} == {"fp32.jsonl", "fp16.jsonl", "rig.fp32.toml", "rig.fp16.toml",
+    assert {p.name for p in folder.iterdir()} == {"fp32.jsonl", "int8.jsonl", "rig.fp32.toml", "rig.int8.toml",
                                                   "summary.json", "complete.json"}
     summary = json.loads((folder / "summary.json").read_text())
-    fp32, fp16 = summary["precisions"]["fp32"], summary["precisions"]["fp16"]
+    fp32, int8 = summary["precisions"]["fp32"], summary["precisions"]["int8"]
     # free-running, lock-step: every frame of both cameras in a set, none skipped or missing
     assert fp32["sets"] == FRAMES and fp32["frames"] == 2 * FRAMES and fp32["skipped"] == fp32["missing"] == 0
     assert fp32["detections"] > 0 and "agreement" not in fp32
-    assert fp16["agreement"]["metric"] == "detection_map" and 0.5 < fp16["agreement"]["value"] <= 1.0
-    assert summary["agreement"] == fp16["agreement"]["value"]
-    assert fp16["latency_ms"]["end_to_end"]["p50"] > 0
+    assert int8["agreement"]["metric"] == "detection_map" and 0.5 < int8["agreement"]["value"] <= 1.0
+    assert summary["agreement"] == int8["agreement"]["value"]
+    assert int8["latency_ms"]["end_to_end"]["p50"] > 0
     views = detection_views(folder / "fp32.jsonl")
     assert [[c["frame"] for c in v["cameras"]] for v in views] == [[i, i] for i in range(FRAMES)]
     assert (tmp_path / "R" / "report.json").is_file() and (tmp_path / "R" / "report.md").is_file()
@@ -52,9 +52,9 @@ def test_a_rerun_recomputes_nothing_and_a_change_recomputes(replay_bundle, drive
     assert mtimes(out / "recordings") == before
     # other settings: replayed again
     assert replay(replay_bundle, drives / "drive1.mp4", options=options(out, top_k=5)).replayed
-    # a changed FP16 file (here: the FP32 graph itself, so the two agree perfectly): replayed again
+    # a changed INT8 file (here: the FP32 graph itself, so the two agree perfectly): replayed again
     changed = bundle_copy(replay_bundle)
-    shutil.copyfile(changed.path / "model.onnx", changed.path / "model.fp16.onnx")
+    shutil.copyfile(changed.path / "model.onnx", changed.path / "model.int8.onnx")
     (result,) = replay(changed, drives / "drive1.mp4", options=options(out, top_k=5)).results
     assert not result.reused and result.summary["agreement"] == 1.0
     assert not list((out / "recordings").glob(".*")), "staging folders left behind"
@@ -77,7 +77,7 @@ def test_a_coco_set_is_scored_against_its_labels(replay_bundle, tmp_path):
     assert result.ok, result.reason
     truth = result.summary["precisions"]["fp32"]["truth"]
     assert truth["images"] == 4 and 0.0 <= truth["map"] <= 1.0 and truth["map50"] is not None
-    assert result.summary["precisions"]["fp16"]["truth"]["images"] == 4
+    assert result.summary["precisions"]["int8"]["truth"]["images"] == 4
 
 
 def test_the_report_lists_the_lowest_agreement_first(replay_bundle, drives, tmp_path):
@@ -101,18 +101,18 @@ def test_the_report_lists_the_lowest_agreement_first(replay_bundle, drives, tmp_
 
 
 def test_a_precision_the_bundle_lacks_is_an_error_before_any_work(replay_bundle, drives, tmp_path):
-    with pytest.raises(BundleError, match="no int8 ONNX"):
-        replay(replay_bundle, drives / "drive0.mp4", options=options(tmp_path / "R", precisions=("int8",)))
+    with pytest.raises(BundleError, match="no fp16 ONNX"):
+        replay(replay_bundle, drives / "drive0.mp4", options=options(tmp_path / "R", precisions=("fp16",)))
     assert not (tmp_path / "R").exists()
 
 
 def test_cli_replays_and_says_which_recordings_failed(replay_bundle, drives, tmp_path, invoke):
     out = tmp_path / "R"
     r = invoke("replay", replay_bundle.path, "--data", drives / "drive0.mp4", "--data", drives / "corrupt.mp4",
-               "--workers", "0", "--precision", "fp16", "-o", out, "-q")
+               "--workers", "0", "--precision", "int8", "-o", out, "-q")
     assert r.exit_code == 3, r.output
     assert "1 recordings failed: corrupt" in r.output and "cannot open video" in r.output
-    assert "wrote" in r.output and (out / "recordings" / "drive0" / "fp16.jsonl").is_file()
+    assert "wrote" in r.output and (out / "recordings" / "drive0" / "int8.jsonl").is_file()
     r = invoke("replay", replay_bundle.path, "--data", drives / "drive0.mp4", "--workers", "0", "-o", out, "-q")
     assert r.exit_code == 0 and "0 recordings replayed, 1 complete from before" in r.output, r.output
     r = invoke("replay", replay_bundle.path, "--data", drives / "corrupt.mp4", "--workers", "0", "-o", out, "-q")
