@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,8 +143,8 @@ def _connect(options: RayOptions) -> bool:
             raise DataError(f"cannot join the Ray cluster at {address}: {_first_line(exc)}; start it with "
                             "`ray start --head` or give the head's address") from exc
         return True
-    cpus = (options.workers or os.cpu_count() or 1) * options.cpus_per_worker
-    ray.init(num_cpus=max(1, int(round(cpus))), include_dashboard=False,
+    cpus = options.workers * options.cpus_per_worker if options.workers else os.cpu_count() or 1
+    ray.init(num_cpus=max(1, math.ceil(cpus)), include_dashboard=False,
              object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
     return True
 

@@ -10,7 +10,7 @@ happened, which differs from run to run by nature.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from vitdeploy.errors import DataError
@@ -47,8 +47,9 @@ def detection_views(path: Path) -> list[dict]:
     return [detection_view(r) for r in read_records(path)]
 
 
-def camera_frames(records: list[dict]) -> dict[tuple[str, int], list[dict]]:
-    """(camera, frame index) -> the results records of every camera frame that was present in a set."""
+def camera_frames(records: Iterable[dict]) -> dict[tuple[str, int], list[dict]]:
+    """(camera, frame index) -> the results records of every camera frame that was present in a set
+    (read as they come: a long drive's lines are not all held at once)."""
     out = {}
     for record in records:
         for cam in record["cameras"]:

@@ -44,11 +44,10 @@ def recording_summary(recording: Recording, runs: dict[Precision, PrecisionRun],
     """The summary of ``recording`` replayed at every precision of ``runs`` (JSON-ready). Its
     ``agreement`` is the lowest agreement of any precision with FP32 (None where none was measured),
     by which the report ranks recordings."""
-    records = {p: list(read_records(run.jsonl)) for p, run in runs.items()}
-    frames = {p: camera_frames(r) for p, r in records.items()}
+    frames = {p: camera_frames(read_records(run.jsonl)) for p, run in runs.items()}
     entries = {}
     for p, run in runs.items():
-        entry = _counts(run, records[p])
+        entry = _counts(run, frames[p])
         if p is not REFERENCE:
             entry["agreement"] = _agreement(head, frames.get(REFERENCE), frames[p])
         if run.truth is not None:
@@ -58,14 +57,13 @@ def recording_summary(recording: Recording, runs: dict[Precision, PrecisionRun],
     return {"recording": recording.to_dict(), "precisions": entries, "agreement": min(values, default=None)}
 
 
-def _counts(run: PrecisionRun, records: list[dict]) -> dict:
+def _counts(run: PrecisionRun, frames: dict) -> dict:
     s = run.summary
-    detections = sum(len(c["results"]) for r in records for c in r["cameras"] if not c["missing"])
     return {
         "jsonl": run.jsonl.name,
         "sets": s.sets_out,
         "frames": sum(c.frames_out for c in s.cameras),
-        "detections": detections,
+        "detections": sum(len(results) for results in frames.values()),
         "missing": sum(c.missing for c in s.cameras),
         "skipped": s.frames_skipped,
         "dropped": s.sets_dropped,
