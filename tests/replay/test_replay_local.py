@@ -43,6 +43,15 @@ def test_each_recording_gets_its_jsonl_per_precision_and_a_summary(replay_bundle
     assert (tmp_path / "R" / "report.json").is_file() and (tmp_path / "R" / "report.md").is_file()
 
 
+def test_the_rig_file_beside_the_jsonl_makes_vitdeploy_run_give_the_same_detections(replay_bundle, drives,
+                                                                                   tmp_path, invoke):
+    replay(replay_bundle, str(drives / "rig*"), options=options(tmp_path / "R"))
+    folder = tmp_path / "R" / "recordings" / "rig2"
+    r = invoke("run", "--rig", folder / "rig.int8.toml", "--out", tmp_path / "run", "--no-live")
+    assert r.exit_code == 0, r.output
+    assert detection_views(tmp_path / "run" / "int8.jsonl") == detection_views(folder / "int8.jsonl")
+
+
 def test_a_rerun_recomputes_nothing_and_a_change_recomputes(replay_bundle, drives, tmp_path, bundle_copy):
     out = tmp_path / "R"
     replay(replay_bundle, drives / "drive1.mp4", options=options(out))
