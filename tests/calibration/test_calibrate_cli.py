@@ -80,7 +80,7 @@ def test_sensitivity_is_for_int8_and_sam_is_refused_clearly(invoke, unchanged, b
 
 
 def test_int8_below_min_agreement_is_written_but_rejected(invoke, trained_detr, bundle_copy, monkeypatch):
-    from conftest import coarsen_activations
+    from quantize_faults import coarsen_activations
 
     from vitdeploy.calibration import calibrate as calibrate_module
 
