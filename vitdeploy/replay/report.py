@@ -149,7 +149,8 @@ def write_plot(report: ReplayReport, path: Path) -> None:
     if precisions:
         hist.legend(fontsize=8)
     names = [r.recording.id for r in ranked]
-    low.barh(names, [r.summary["agreement"] for r in ranked], color="tab:red")
+    bars = low.barh(names, [r.summary["agreement"] for r in ranked], color="tab:red")
+    low.bar_label(bars, fmt="%.3f", label_type="center", color="white", fontsize=8)
     low.invert_yaxis()
     low.set_xlim(0, 1)
     low.set_xlabel("lowest agreement of any precision with FP32")
