@@ -129,7 +129,7 @@ class Pipeline:
         self.input_name = spec.name
         self.input_dtype = np.dtype(spec.dtype)
         self.queues = {name: StageQueue(name, maxsize=max(queue_size, SINK_QUEUE_SIZE) if name == "sink"
-                                        else queue_size, policy=policy, on_drop=_release_batch)
+                                        else queue_size, policy=policy, on_drop=self._dropped_set)
                        for name in ("preprocess", "infer", "postprocess", "sink")}
         fused_raw = preprocessing.fused and self.input_dtype == np.uint8
         self.ring: BatchRing | None = None  # made for the first set (its camera count)
@@ -211,6 +211,12 @@ class Pipeline:
             while self._in_flight >= self.max_in_flight and not self.stop_requested.is_set():
                 self._flight.wait(0.05)
         return not self.stop_requested.is_set()
+
+    def _dropped_set(self, fs: FrameSet) -> None:
+        """A queue dropped ``fs``: its batch goes back to the ring, and it is no longer in flight."""
+        _release_batch(fs)
+        if self.max_in_flight is not None:
+            self._landed()
 
     def _landed(self) -> None:
         with self._flight:
