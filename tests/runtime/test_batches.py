@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from fakes import ScriptedSource
 
 from vitdeploy.bundle.manifest import Preprocessing, TensorSpec
 from vitdeploy.runtime.backends.base import Backend
@@ -14,8 +15,6 @@ from vitdeploy.runtime.pipeline import Pipeline, QueuePolicy
 from vitdeploy.runtime.sinks import Sink
 from vitdeploy.runtime.stats import Stats
 from vitdeploy.runtime.sync import Synchronizer
-
-from fakes import ScriptedSource
 
 SOURCE = (24, 40)
 CAMERAS = 3
