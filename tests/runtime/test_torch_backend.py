@@ -1,6 +1,7 @@
 """The torch backend's paths for the GPU, checked on the CPU: fused preprocessing on the device,
 static camera batches (the buffers CUDA graphs replay on). The CUDA-only parts (pinned memory,
-graph capture, FP16) are in test_torch_cuda.py, marked ``gpu``."""
+graph capture, FP16) are marked ``gpu`` (deselected by default, skipped without a GPU;
+`python tools/gpu_check.py` runs them)."""
 
 import numpy as np
 import pytest
@@ -12,6 +13,12 @@ from vitdeploy.runtime.backends import open_backend
 from vitdeploy.runtime.backends.torch import from_bundle
 
 SOURCE = (108, 192)
+
+
+def gpu(test):
+    """Marked ``gpu`` and skipped where torch sees no CUDA GPU."""
+    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
+
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +69,32 @@ def test_cuda_graphs_are_refused_on_the_cpu(fused):
     bundle, model = fused
     with pytest.raises(BackendError, match="CUDA graphs need a CUDA device"):
         from_bundle(bundle, model=model, cuda_graphs=True, static=True)
+
+
+@gpu
+def test_cuda_graph_replays_give_the_eager_results(fused):
+    bundle, model = fused
+    with from_bundle(bundle, model=model, device="cuda") as graphs, \
+            from_bundle(bundle, model=model, device="cuda", static=False, cuda_graphs=False) as eager:
+        info = graphs.describe()
+        assert info["cuda_graphs"] == "on" and info["static_batch"] == "on", info
+        for seed in range(3):  # replays on new frames, not the captured ones
+            x = frames(4, seed=seed)
+            got, ref = graphs.infer({"frames": x}), eager.infer({"frames": x})
+            for name in ref:
+                np.testing.assert_allclose(got[name], ref[name], atol=1e-4, rtol=1e-3)
+        st = graphs._static[(4, *SOURCE, 3)]
+        assert st.host_in.is_pinned() and all(h.is_pinned() for h in st.host_out) and st.graph is not None
+
+
+@gpu
+def test_fp16_on_the_gpu_agrees_with_onnxruntime_fp32(fused):
+    bundle, model = fused
+    x = frames(2, seed=5)
+    with from_bundle(bundle, model=model, device="cuda", precision="fp16") as half:
+        got = half.infer({"frames": x})
+    with open_backend("onnxruntime", bundle) as ort:
+        ref = ort.infer({"frames": x})
+    for name in ref:
+        assert got[name].dtype == np.float32
+        np.testing.assert_allclose(got[name], ref[name], atol=5e-2, rtol=5e-2)
