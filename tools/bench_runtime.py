@@ -9,7 +9,8 @@ that, free-running (``rate_hz = 0``), on this machine:
 * a fused-preprocessing bundle of ``--model`` for that source size (exported once, cached);
 * a backend stand-in that sleeps ``--backend-ms`` per frame set (``time.sleep`` releases the GIL,
   as a GPU call does) and returns the real model's outputs for real frames, so post-processing
-  decodes real detections; or ``--real-backend`` (onnxruntime on the CPU);
+  decodes real detections; or a real backend (``--backend onnxruntime`` or ``torch``, with
+  ``--device`` and ``--precision``: the torch backend preprocesses the raw frames on the device);
 * decode-only: the same number of threads decoding the same files with the same decoder
   (OpenCV ``VideoCapture.read``), nothing else, in the same process.
 
@@ -214,7 +215,10 @@ def main() -> int:
                     help="the fused graph's source channel order (decoders give BGR)")
     ap.add_argument("--frames", type=int, default=60, help="frames per generated video (looped)")
     ap.add_argument("--backend-ms", type=float, default=5.0, help="stand-in inference time per set, ms")
-    ap.add_argument("--real-backend", action="store_true", help="onnxruntime on the CPU instead of the stand-in")
+    ap.add_argument("--backend", default="stand-in", choices=("stand-in", "onnxruntime", "torch"),
+                    help="the stand-in (sleeps --backend-ms) or a real backend")
+    ap.add_argument("--device", default=None, help="device of a real backend (torch: cpu | cuda)")
+    ap.add_argument("--precision", default="fp32", help="precision of a real backend (fp32 | fp16)")
     ap.add_argument("--jsonl", action=argparse.BooleanOptionalAction, default=True, help="write the JSONL sink")
     ap.add_argument("--video", action="store_true", help="also write the annotated mosaic video")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each round, s")
@@ -240,7 +244,16 @@ def main() -> int:
         cap.release()
         frames.append(bgr if args.channel_order == "BGR" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     feed = {real.inputs[0].name: np.stack(frames)}
-    backend = real if args.real_backend else stand_in_backend(bundle, real.infer(feed), ms=args.backend_ms)
+    if args.backend == "stand-in":
+        backend = stand_in_backend(bundle, real.infer(feed), ms=args.backend_ms)
+    else:
+        from vitdeploy.models.exported import exported_model
+        from vitdeploy.runtime.backends import open_backend
+
+        model = exported_model(bundle.manifest) if args.backend == "torch" else None
+        backend = open_backend(args.backend, bundle, precision=args.precision, device=args.device, model=model)
+        for _ in range(3):  # warm-up: kernel choice, CUDA graph capture
+            backend.infer(feed)
 
     cams = tuple(Camera(name=f"cam{i}", source=str(p), fps=30.0, loop=True) for i, p in enumerate(paths))
     rig = Rig(cameras=cams, model=ModelConfig(bundle=bundle.path), rate_hz=0.0, latency_budget_ms=1e6,
@@ -257,8 +270,10 @@ def main() -> int:
     load_after = os.getloadavg()
 
     h, w = size
-    backend_name = "onnxruntime CPU" if args.real_backend else f"stand-in {args.backend_ms:g} ms (sleep)"
-    print(f"{args.cameras} x {h}x{w} mp4v files, {args.model} fused ({args.channel_order}), backend "
+    info = backend.describe()
+    backend_name = (f"{args.backend_ms:g} ms (sleep)" if args.backend == "stand-in" else
+                    ", ".join(f"{k} {v}" for k, v in info.items() if k != "backend"))
+    print(f"{args.cameras} x {h}x{w} mp4v files, {args.model} fused ({args.channel_order}), backend {args.backend} "
           f"{backend_name}, sinks: {'jsonl' if args.jsonl else '-'}{' + video' if args.video else ''}; "
           f"{os.cpu_count()} cores visible; load average {load[0]:.2f} -> {load_after[0]:.2f}; "
           f"{args.rounds} rounds of {args.seconds:g} s")
