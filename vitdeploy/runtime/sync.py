@@ -30,8 +30,11 @@ STARTUP_TIMEOUT_S = 2.0
 
 @dataclass
 class CameraSlot:
-    """One camera in a set: ``image`` (H, W, 3) uint8 RGB; ``capture_time`` monotonic seconds, or
-    None when missing (then ``image`` is the last good frame or zeros and must not be reported)."""
+    """One camera in a set: ``image`` (H, W, 3) uint8 in ``channel_order`` (RGB, or BGR where the
+    bundle's graph takes the decoder's BGR); ``capture_time`` monotonic seconds, or None when
+    missing (then ``image`` is the last good frame or zeros and must not be reported). Once the
+    pipeline copied it into the set's batch, ``image`` is a view of that batch (in the graph's
+    source order)."""
 
     camera: str
     image: np.ndarray
@@ -39,6 +42,11 @@ class CameraSlot:
     health: Health
     capture_time: float | None = None
     frame_index: int | None = None
+    channel_order: str = "RGB"
+
+    def rgb(self) -> np.ndarray:
+        """The image in RGB order (a copy only where it is BGR)."""
+        return self.image if self.channel_order == "RGB" else np.ascontiguousarray(self.image[..., ::-1])
 
 
 @dataclass
@@ -54,7 +62,8 @@ class FrameSet:
     slots: list[CameraSlot]
     skew_ms: float
     stamps: dict[str, float] = field(default_factory=dict)
-    batch: np.ndarray | None = None  # (N, 3, h, w) model input
+    batch: np.ndarray | None = None  # the model input: (N, 3, h, w) float, or (N, Hs, Ws, 3) raw frames
+    lease: Any = None  # the reused batch (``runtime.batches.BatchLease``) this set holds, if any
     letterboxes: list[Any] | None = None
     outputs: dict[str, np.ndarray] | None = None
     results: Any = None  # a head's decode: a CameraResult per camera, or a rig-level SetResult
@@ -195,12 +204,13 @@ class Synchronizer:
             if frame is not None and newest - frame.capture_time <= self.tolerance_s:
                 self._consume(s, frame, used=True)
                 self._last_good[s.camera] = frame.image
-                slots.append(CameraSlot(s.camera, frame.image, False, health, frame.capture_time, frame.index))
+                slots.append(CameraSlot(s.camera, frame.image, False, health, frame.capture_time, frame.index,
+                                        s.channel_order))
                 present.append(frame.capture_time)
             else:
                 if frame is not None:  # too far apart from the others: skip it, take a newer one next tick
                     self._consume(s, frame, used=False)
-                slots.append(CameraSlot(s.camera, self._fill(s.camera), True, health))
+                slots.append(CameraSlot(s.camera, self._fill(s.camera), True, health, channel_order=s.channel_order))
         self._present_last = {slot.camera for slot in slots if not slot.missing}
         fs = FrameSet(index=self._count, slots=slots, skew_ms=(max(present) - min(present)) * 1e3,
                       stamps={"tick": tick, "sync": time.monotonic()})

@@ -46,9 +46,10 @@ class FrameError(DataError):
 
 @dataclass(frozen=True)
 class Frame:
-    """One camera frame: ``image`` (H, W, 3) uint8 RGB, captured at ``capture_time`` seconds
-    (``time.monotonic``: when a live frame arrived, or a paced frame's due time). ``index`` counts
-    the frames this source delivered, from 0."""
+    """One camera frame: ``image`` (H, W, 3) uint8 in its source's ``channel_order`` (RGB unless
+    the rig asked for BGR), captured at ``capture_time`` seconds (``time.monotonic``: when a live
+    frame arrived, or a paced frame's due time). ``index`` counts the frames this source
+    delivered, from 0."""
 
     camera: str
     index: int
@@ -72,19 +73,28 @@ class SourceStatus:
 class Source(abc.ABC):
     """Subclasses implement ``_open``, ``_read`` and ``_close``; this class runs them in a thread.
 
-    ``_read`` returns an (H, W, 3) uint8 RGB frame, None at the end of the stream, raises
-    ``FrameError`` for one bad frame, and any other exception for a broken stream. Frames of the
-    wrong shape or dtype are counted as corrupt and skipped, never handed on.
+    ``_read`` returns an (H, W, 3) uint8 frame in ``channel_order``, None at the end of the
+    stream, raises ``FrameError`` for one bad frame, and any other exception for a broken stream.
+    Frames of the wrong shape or dtype are counted as corrupt and skipped, never handed on.
+
+    ``channel_order``: the order asked for (RGB, or BGR for a graph that takes the decoder's BGR
+    as it comes); a source delivers it if it is one of its ``channel_orders``, else RGB — the
+    frame's order is the source's ``channel_order`` attribute either way.
     """
 
     #: live sources (cameras, network streams) are reopened when they end or fail
     live: bool = False
+    #: the channel orders this source delivers without a conversion of its own (decoders: BGR too)
+    channel_orders: tuple[str, ...] = ("RGB",)
 
     def __init__(self, camera: str, *, fps: float, paced: bool = True, buffer: int = 2,
                  stall_timeout_s: float | None = None, reconnect_interval_s: float = 1.0,
-                 reconnect_attempts: int = 0):
+                 reconnect_attempts: int = 0, channel_order: str = "RGB"):
         if buffer < 1:
             raise DataError(f"source {camera!r}: buffer must hold at least 1 frame, got {buffer}")
+        if channel_order.upper() not in ("RGB", "BGR"):
+            raise DataError(f"source {camera!r}: channel order must be RGB or BGR, got {channel_order!r}")
+        self.channel_order = channel_order.upper() if channel_order.upper() in self.channel_orders else "RGB"
         self.camera = camera
         self.fps = float(fps)
         self.paced = paced
