@@ -41,13 +41,15 @@ class Camera:
     files and image folders; live captures that fail are reopened every ``reconnect_interval_s``
     seconds, at most ``reconnect_attempts`` times in a row (0: forever). A live capture that takes
     longer than ``timeout_s`` seconds to open, or to deliver its next frame, is given up and
-    reopened.
+    reopened. ``topic`` names the image topic of a recording source (an MCAP file or ROS 2 bag;
+    ``fps`` is then only the expected rate: frames play on the recording's own stamps).
     """
 
     name: str
     source: str
     fps: float
     resolution: tuple[int, int] | None = None
+    topic: str | None = None
     loop: bool = False
     reconnect_interval_s: float = 1.0
     reconnect_attempts: int = 0
@@ -116,7 +118,7 @@ _MODEL_KEYS = {"bundle", "backend", "precision", "device", "score_threshold", "t
                "allow_rejected"}
 _OUTPUT_KEYS = {"dir", "jsonl", "video", "live"}
 _CAMERA_KEYS = {"name", "source", "fps", "resolution", "loop", "reconnect_interval_s", "reconnect_attempts",
-                "timeout_s"}
+                "timeout_s", "topic"}
 
 
 def load_rig(path: str | Path) -> Rig:
@@ -164,10 +166,13 @@ def _camera(f: _Fields, raw: Any, i: int) -> Camera:
     if not isinstance(raw, dict):
         raise RigConfigError(f"{f.source}: {where}: expected a table with name, source and fps, got {raw!r}")
     f.known(raw, _CAMERA_KEYS, where)
+    source = f.string(raw, "source", f"{where}.source", required=True)
+    # a recording's frames play on their own stamps: its fps is only the expected rate
+    recording = "topic" in raw or source.split("#", 1)[0].lower().endswith((".mcap", ".db3"))
     return Camera(
         name=f.string(raw, "name", f"{where}.name", required=True),
-        source=f.string(raw, "source", f"{where}.source", required=True),
-        fps=f.number(raw, "fps", f"{where}.fps", required=True, positive=True),
+        source=source,
+        fps=f.number(raw, "fps", f"{where}.fps", required=not recording, default=10.0, positive=True),
         resolution=f.size(raw, "resolution", f"{where}.resolution"),
         loop=f.boolean(raw, "loop", f"{where}.loop", default=False),
         reconnect_interval_s=f.number(raw, "reconnect_interval_s", f"{where}.reconnect_interval_s", default=1.0,
@@ -175,6 +180,7 @@ def _camera(f: _Fields, raw: Any, i: int) -> Camera:
         reconnect_attempts=int(f.number(raw, "reconnect_attempts", f"{where}.reconnect_attempts", default=0,
                                         minimum=0.0, integer=True)),
         timeout_s=f.number(raw, "timeout_s", f"{where}.timeout_s", default=5.0, positive=True),
+        topic=f.string(raw, "topic", f"{where}.topic", default="") or None,
     )
 
 

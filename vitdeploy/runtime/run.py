@@ -185,7 +185,8 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: Run
 
 def start_cameras(sources: list[Source], *, timeout_s: float, stop: Callable[[], bool]) -> tuple[float, float]:
     """Open every camera (in its own thread), waiting at most ``timeout_s`` seconds for all of them
-    together, then start their shared clock. Returns the epoch (monotonic s) and the part of the
+    together, then start their shared clock (a rig of recordings: at the earliest first stamp of
+    any of them). Returns the epoch (monotonic s) and the part of the
     start-up time left for the first frame set to wait in."""
     started = time.monotonic()
     deadline = started + timeout_s
@@ -196,8 +197,11 @@ def start_cameras(sources: list[Source], *, timeout_s: float, stop: Callable[[],
             if time.monotonic() >= deadline or stop():
                 break
     epoch = time.monotonic()
+    # recordings: the earliest first stamp of the rig plays at the epoch, the rest as recorded after it
+    firsts = [stamp for source in sources if (stamp := source.first_stamp_ns()) is not None]
+    origin = min(firsts) if firsts else None
     for source in sources:
-        source.set_epoch(epoch)
+        source.set_epoch(epoch, origin_ns=origin)
     return epoch, max(0.0, deadline - epoch)
 
 
