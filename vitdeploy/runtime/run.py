@@ -180,7 +180,8 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: Run
     return stats.summary(dropped=pipeline.dropped, skipped=sync.skipped, empty_ticks=sync.empty_ticks,
                          stopped_by=stopped_by, duration_s=time.monotonic() - started,
                          jsonl=next((f for f in files if f.suffix == ".jsonl"), None),
-                         videos=[f for f in files if f.suffix == ".mp4"], backend=backend_info, overrides=allowed)
+                         videos=[f for f in files if f.suffix == ".mp4"], backend=backend_info, overrides=allowed,
+                         mcap=next((f for f in files if f.suffix == ".mcap"), None))
 
 
 def start_cameras(sources: list[Source], *, timeout_s: float, stop: Callable[[], bool]) -> tuple[float, float]:
@@ -244,6 +245,11 @@ def _open_sinks(rig: Rig, out_dir: Path, *, class_names: list[str]) -> list[Sink
         fps = rig.rate_hz if rig.rate_hz > 0 else max(c.fps for c in rig.cameras)
         sinks.append(VideoSink(out_dir, mosaic=rig.outputs.video is VideoMode.MOSAIC, fps=fps,
                                class_names=class_names))
+    if rig.outputs.mcap:
+        from vitdeploy.runtime.mcap_sink import McapSink
+
+        sinks.append(McapSink(out_dir / rig.outputs.mcap, class_names=class_names, budget_ms=rig.latency_budget_ms,
+                              images=rig.outputs.mcap_images))
     return sinks
 
 
@@ -268,7 +274,7 @@ def _output_dir(rig: Rig, out: str | Path | None) -> Path:
         return Path(out)
     if rig.outputs.dir is not None:
         return rig.outputs.dir if rig.outputs.dir.is_absolute() else rig.base_dir / rig.outputs.dir
-    if rig.outputs.jsonl or rig.outputs.video is not VideoMode.NONE:
+    if rig.outputs.jsonl or rig.outputs.video is not VideoMode.NONE or rig.outputs.mcap:
         raise DataError("no output folder: pass out=... (`--out DIR`) or set [outputs] dir in the rig file")
     return Path(".")
 

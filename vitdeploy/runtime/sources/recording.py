@@ -38,6 +38,36 @@ def default_topic(recording) -> str:
     return topics[0]
 
 
+def topic_names(topics: list[str]) -> list[str]:
+    """Camera names for image topics: the path segments in which they differ, joined by ``_``
+    (``/cam_front/image_raw/compressed`` and ``/cam_left/image_raw/compressed`` -> cam_front,
+    cam_left); a single topic is named by its first segment."""
+    parts = [[p for p in t.split("/") if p] or [t] for t in topics]
+    if len(parts) == 1:
+        return [parts[0][0]]
+    lead = 0
+    while all(len(p) > lead + 1 for p in parts) and len({p[lead] for p in parts}) == 1:
+        lead += 1
+    trail = 0
+    while all(len(p) > lead + trail + 1 for p in parts) and len({p[-1 - trail] for p in parts}) == 1:
+        trail += 1
+    names = ["_".join(p[lead:len(p) - trail]) for p in parts]
+    return names if len(set(names)) == len(names) else ["_".join(p) for p in parts]
+
+
+def recording_topics(path: Path, topics: list[str] | None = None) -> list[str]:
+    """``topics`` checked against the image topics of the recording at ``path`` (None: all of them)."""
+    from vitdeploy.data.recordings import open_recording
+
+    with open_recording(path) as rec:
+        images = rec.info().image_topics
+        if not images:
+            raise DataError(f"{path} has no image topics vitdeploy reads; `vitdeploy data info {path}` lists its topics")
+        for topic in topics or []:
+            rec.image_type(topic)  # a clear error naming the image topics there are
+    return list(topics) if topics else images
+
+
 class RecordingSource(Source):
     """The frames of ``topic`` in recording ``path``, in log-time order, stamped with their header
     stamps. Unpaced (free-running rigs) it delivers each frame when the last was taken; paced it
