@@ -3,6 +3,9 @@
 Typed dataclasses, written as JSON. Everything a later command needs (input names and shapes,
 preprocessing, class names, parity and calibration results, engine provenance) lives here, so no
 command asks the user again for something the manifest knows.
+
+Why this is long: every record of the manifest and the one reader that checks each field's type
+against them (``_from_jsonable``) stay together, so a new field cannot be added without being checked.
 """
 
 from __future__ import annotations
