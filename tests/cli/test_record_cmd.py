@@ -77,3 +77,33 @@ def test_record_refuses_contradictions(invoke, tmp_path):
     assert r.exit_code == 1 and "contradict" in r.output and not (tmp_path / "x.mcap").exists()
     r = invoke("record", "--rig", live, "--out", tmp_path / "x.mp4", "--max-frames", 1)
     assert r.exit_code == 1 and "ending in .mcap" in r.output and not (tmp_path / "x.mp4").exists()
+
+
+def test_ctrl_c_leaves_a_complete_recording(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from vitdeploy.data.recordings import open_recording
+
+    live = rig_file(tmp_path / "live.toml", [("front", "synthetic://front?size=64x96")], rate_hz=10)
+    out = tmp_path / "drive.mcap"
+    proc = subprocess.Popen([sys.executable, "-m", "vitdeploy.cli.app", "record", "--rig", str(live), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    try:
+        assert "recording 1 cameras" in proc.stdout.readline()
+        time.sleep(3.0)
+        assert not out.exists()  # written under a temporary name until it is closed
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "stopped by interrupted" in output and "Traceback" not in output, output
+    with open_recording(out) as rec:
+        frames = list(rec.frames("/front/image"))
+    assert len(frames) >= 3 and all(b.stamp_ns - a.stamp_ns > 90_000_000 for a, b in zip(frames, frames[1:], strict=False))
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("live.toml", "drive.mcap")]  # no temporary left

@@ -177,3 +177,34 @@ def test_frames_of_live_and_file_cameras_carry_wall_clock_stamps():
     before = time.time_ns()
     frames = drain(source, limit=3)
     assert len(frames) == 3 and all(f.clock is Clock.WALL and before <= f.stamp_ns <= time.time_ns() for f in frames)
+
+
+def test_camera_uris_make_a_rig_and_a_recording_gives_every_image_topic(tmp_path):
+    from vitdeploy.runtime.rig import uri_rig
+    from vitdeploy.runtime.sources.recording import topic_names
+
+    assert topic_names(["/cam_front/image_raw/compressed", "/cam_left/image_raw/compressed"]) == ["cam_front", "cam_left"]
+    assert topic_names(["/front/image"]) == ["front"]
+    assert topic_names(["/a/x", "/b/x", "/a/y"]) == ["a_x", "b_x", "a_y"]
+    _, cams = staggered(tmp_path)
+    rig = uri_rig(["rig.mcap", "left=rig.mcap#/b", "synthetic://front"], rate_hz=0, base_dir=tmp_path)
+    assert [(c.name, c.source) for c in rig.cameras] == [
+        ("a", "rig.mcap#/a"), ("b", "rig.mcap#/b"), ("c", "rig.mcap#/c"), ("left", "rig.mcap#/b"),
+        ("cam4", "synthetic://front")]
+    with pytest.raises(RigConfigError, match="camera names must be unique; repeated: a"):
+        uri_rig(["rig.mcap", "rig.mcap#/a"], rate_hz=0, base_dir=tmp_path)
+
+
+def test_cli_run_on_a_recording_writes_jsonl_and_results_mcap(bundle, invoke, tmp_path, monkeypatch):
+    staggered(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    r = invoke("run", bundle.path, "--camera", "rig.mcap", "--out", "out", "--mcap", "results.mcap", "--no-live")
+    assert r.exit_code == 0, r.output
+    assert "free-running" in r.output and "results.mcap" in r.output
+    records = [json.loads(line) for line in (tmp_path / "out" / "frames.jsonl").read_text().splitlines()]
+    assert len(records) == 7 and [c["name"] for c in records[0]["cameras"]] == ["a", "b", "c"]
+    from vitdeploy.data.recordings import open_recording
+
+    with open_recording(tmp_path / "results.mcap") as rec:
+        topics = {t.topic: t.count for t in rec.info().topics}
+    assert topics["/vitdeploy/status"] == 7 and [topics[f"/{n}/annotations"] for n in "abc"] == [6, 6, 5]
