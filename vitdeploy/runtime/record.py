@@ -20,7 +20,13 @@ from pathlib import Path
 from vitdeploy.data.recordings import ImageFormat
 from vitdeploy.errors import DataError
 from vitdeploy.runtime.rig import Rig
-from vitdeploy.runtime.run import SOURCES_STOP_TIMEOUT_S, start_cameras, stop_on_sigint, stop_sources
+from vitdeploy.runtime.run import (
+    SOURCES_STOP_TIMEOUT_S,
+    check_limits,
+    start_cameras,
+    stop_on_sigint,
+    stop_sources,
+)
 from vitdeploy.runtime.sources import Source, SourceStatus, open_source
 
 
@@ -37,10 +43,7 @@ class RecordOptions:
     handle_sigint: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_frames is not None and self.max_frames < 1:
-            raise DataError(f"max_frames must be at least 1, got {self.max_frames}")
-        if self.duration is not None and not self.duration > 0:
-            raise DataError(f"duration must be a positive number of seconds, got {self.duration}")
+        check_limits(max_frames=self.max_frames, duration=self.duration)
 
 
 @dataclass

@@ -57,10 +57,15 @@ class RunOptions:
     handle_sigint: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_frames is not None and self.max_frames < 1:
-            raise DataError(f"max_frames must be at least 1, got {self.max_frames}")
-        if self.duration is not None and not self.duration > 0:
-            raise DataError(f"duration must be a positive number of seconds, got {self.duration}")
+        check_limits(max_frames=self.max_frames, duration=self.duration)
+
+
+def check_limits(*, max_frames: int | None, duration: float | None) -> None:
+    """A ``DataError`` unless ``max_frames`` (when given) is at least 1 and ``duration`` positive, s."""
+    if max_frames is not None and max_frames < 1:
+        raise DataError(f"max_frames must be at least 1, got {max_frames}")
+    if duration is not None and not duration > 0:
+        raise DataError(f"duration must be a positive number of seconds, got {duration}")
 
 
 @contextlib.contextmanager
