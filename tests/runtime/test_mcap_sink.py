@@ -77,3 +77,29 @@ def test_a_results_file_must_be_an_mcap(bundle, tmp_path):
     rig = Rig(cameras=(Camera("a", "synthetic://front?size=64x96", fps=10),), outputs=Outputs(live=False, mcap="r.json"))
     with pytest.raises(DataError, match="give a file name ending in .mcap"):
         run_rig(rig, bundle=bundle, options=RunOptions(out=tmp_path, max_frames=1))
+
+
+def test_a_rig_level_heads_3d_boxes_become_scene_update_cubes(tmp_path):
+    from vitdeploy.data.boxes3d import Boxes3D
+    from vitdeploy.runtime.mcap_sink import McapSink
+    from vitdeploy.runtime.sources import Clock, Health
+    from vitdeploy.runtime.sync import CameraSlot, FrameSet
+
+    boxes = Boxes3D(centers=np.array([[10.0, -2.0, 0.75]]), sizes=np.array([[4.5, 1.9, 1.5]]), yaws=np.array([0.3]),
+                    labels=np.array([1]), scores=np.array([0.8]))
+    slot = CameraSlot("front", np.zeros((8, 8, 3), np.uint8), False, Health.OK, 1.0, 0, 1_700_000_000_000_000_000,
+                      Clock.RECORDING)
+    fs = FrameSet(index=0, slots=[slot], skew_ms=0.0, stamps={"sync": 1.0}, stamp_ns=slot.stamp_ns, results=boxes)
+    sink = McapSink(tmp_path / "r.mcap", class_names=["car", "truck"], budget_ms=100)
+    sink.write(fs)
+    sink.close()
+    found = read_results(tmp_path / "r.mcap")
+    [(stamp, name, update)] = found["/vitdeploy/boxes_3d"]
+    assert stamp == slot.stamp_ns and name == "foxglove.SceneUpdate"
+    [entity] = update.entities
+    [cube] = entity.cubes
+    assert entity.frame_id == "ego" and entity.texts[0].text == "truck 0.80"
+    assert (cube.pose.position.x, cube.pose.position.y, cube.pose.position.z) == pytest.approx((10.0, -2.0, 0.75))
+    assert (cube.size.x, cube.size.y, cube.size.z) == pytest.approx((4.5, 1.9, 1.5))
+    assert 2 * np.arctan2(cube.pose.orientation.z, cube.pose.orientation.w) == pytest.approx(0.3)
+    assert "/front/annotations" not in found  # a rig-level head has no per-camera boxes
