@@ -62,26 +62,12 @@ def run(
     """Run a multi-camera rig through a bundle's model: sources -> sync -> preprocess -> backend ->
     postprocess -> JSONL / annotated video / live view, then print a latency summary."""
     require_command("run")
-    from vitdeploy.bundle import Bundle, Precision
-    from vitdeploy.runtime.rig import VideoMode, load_rig, synthetic_rig, uri_rig
-    from vitdeploy.runtime.run import RunOptions, resolve_bundle, run_rig
+    from vitdeploy.bundle import Precision
+    from vitdeploy.runtime.rig import VideoMode
+    from vitdeploy.runtime.run import RunOptions, run_rig
 
-    if sum(x is not None and x != [] for x in (rig, synthetic_cameras, camera)) != 1:
-        raise VitDeployError("give one of --rig RIG.toml, --synthetic-cameras N or --camera URI")
-    if rig is not None:
-        the_rig = load_rig(rig)
-        b = resolve_bundle(the_rig, bundle)
-    else:
-        if bundle is None:
-            raise VitDeployError("--synthetic-cameras and --camera need a BUNDLE argument")
-        b = Bundle.open(bundle)
-        if camera:
-            the_rig = uri_rig(camera, rate_hz=fps or 0.0, fps=fps or 10.0)
-        else:
-            rate = 10.0 if fps is None else fps
-            size = parse_size(synthetic_size, option="--synthetic-size") or tuple(b.manifest.image_size)
-            the_rig = synthetic_rig(synthetic_cameras, fps=rate if rate > 0 else 10.0, size=size,
-                                    rate_hz=rate if rate > 0 else 0.0)
+    the_rig, b = _rig_and_bundle(bundle, rig=rig, synthetic_cameras=synthetic_cameras, camera=camera, fps=fps,
+                                 synthetic_size=synthetic_size)
     model_cfg = the_rig.model
     if backend is not None:
         model_cfg = dataclasses.replace(model_cfg, backend=backend)
@@ -116,6 +102,29 @@ def run(
                       console=console if live and console.is_terminal else None)
     _print_summary(summary)
     _exit_for(summary)
+
+
+def _rig_and_bundle(bundle: Path | None, *, rig: Path | None, synthetic_cameras: int | None, camera: list[str] | None,
+                    fps: float | None, synthetic_size: str | None):
+    """The rig (from --rig, --synthetic-cameras or --camera) and the bundle it runs."""
+    from vitdeploy.bundle import Bundle
+    from vitdeploy.runtime.rig import load_rig, synthetic_rig, uri_rig
+    from vitdeploy.runtime.run import resolve_bundle
+
+    if sum(x is not None and x != [] for x in (rig, synthetic_cameras, camera)) != 1:
+        raise VitDeployError("give one of --rig RIG.toml, --synthetic-cameras N or --camera URI")
+    if rig is not None:
+        the_rig = load_rig(rig)
+        return the_rig, resolve_bundle(the_rig, bundle)
+    if bundle is None:
+        raise VitDeployError("--synthetic-cameras and --camera need a BUNDLE argument")
+    b = Bundle.open(bundle)
+    if camera:
+        return uri_rig(camera, rate_hz=fps or 0.0, fps=fps or 10.0), b
+    rate = 10.0 if fps is None else fps
+    size = parse_size(synthetic_size, option="--synthetic-size") or tuple(b.manifest.image_size)
+    return synthetic_rig(synthetic_cameras, fps=rate if rate > 0 else 10.0, size=size,
+                         rate_hz=rate if rate > 0 else 0.0), b
 
 
 def _exit_for(summary) -> None:
