@@ -25,22 +25,6 @@ TRAIN_RECIPE = {"model": "vit-test-detr", "steps": 300, "batch": 8, "frames": 38
                 "scene_seed": 1000, "torch": torch.__version__.split("+")[0]}
 
 
-def coarsen_activations(path: Path, nodes: set[str], factor: float = 1000.0) -> None:
-    """Make the activation quantization of ``nodes`` in the Q/DQ ONNX at ``path`` ``factor`` times
-    coarser: a layer that quantizes badly, as an outlier-heavy layer of a real model does."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path))
-    producer = {o: n for n in model.graph.node for o in n.output}
-    inits = {i.name: i for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.name in nodes:
-            scale = inits[producer[node.input[0]].input[1]]
-            scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * factor, scale.name))
-    onnx.save(model, str(path))
-
-
 @pytest.fixture(scope="session")
 def calibrated(exported, tmp_path_factory):
     """calibrated(precision, **options) -> CalibrationResult on a copy of vit-test-detr, cached;

@@ -7,7 +7,7 @@ FP32 detections at score >= 0.5 are the ground truth; the low-precision detectio
 from __future__ import annotations
 
 import pytest
-from conftest import coarsen_activations
+from quantize_faults import coarsen_activations
 
 from vitdeploy.calibration import CalibrationOptions, HighPrecision, Int8Recipe, calibrate_bundle
 

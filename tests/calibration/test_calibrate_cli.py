@@ -8,10 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-# at import time, as test_accuracy.py does: by the time a test runs, "conftest" in sys.modules is
-# whichever folder's conftest pytest loaded last (tests/carside's in a whole-suite run)
-from conftest import coarsen_activations
-
 from vitdeploy.bundle import Bundle
 
 
@@ -84,6 +80,7 @@ def test_sensitivity_is_for_int8_and_sam_is_refused_clearly(invoke, unchanged, b
 
 
 def test_int8_below_min_agreement_is_written_but_rejected(invoke, trained_detr, bundle_copy, monkeypatch):
+    from quantize_faults import coarsen_activations
 
     from vitdeploy.calibration import calibrate as calibrate_module
 

@@ -19,7 +19,7 @@ def test_the_file_cameras_decode_on_nvdec_into_bgr_frames():
         assert camera.source.startswith("gst://filesrc location=drives/") and DECODE in camera.source
         assert " ! qtdemux ! h264parse ! " in camera.source and camera.reconnect_attempts == 0
         source = open_source(camera, base_dir=rig.base_dir)  # built, not opened: this machine has no NVDEC
-        assert isinstance(source, CaptureSource) and source.gstreamer
+        assert isinstance(source, CaptureSource) and source.spec.gstreamer
         assert source.target == camera.source.removeprefix("gst://")
 
 

@@ -202,10 +202,13 @@ def test_the_first_video_frame_reaches_the_output(bundle, tmp_path):
               outputs=Outputs(live=False))
     summary = run_rig(rig, bundle=bundle, options=RunOptions(out=tmp_path / "out", max_frames=22))
     v = summary.cameras[0]
-    assert (v.frames_in, v.frames_out, v.health) == (20, 20, Health.ENDED)  # before: 20 in, 19 out
-    assert v.skipped == 0
     records = read_jsonl(tmp_path / "out" / "frames.jsonl")
-    assert [r["cameras"][0]["frame"] for r in records[:20]] == list(range(20))
+    assert records[0]["cameras"][0]["frame"] == 0  # before: the first set had frame 1, frame 0 was lost
+    # Every frame is used or counted (before: 20 in, 19 out, "dropped: none"). A paced camera on a
+    # machine too loaded to keep 20 Hz may legitimately skip one; on an idle one none is skipped.
+    assert (v.frames_in, v.frames_out + v.skipped, v.health) == (20, 20, Health.ENDED)
+    used = [r["cameras"][0]["frame"] for r in records if r["cameras"][0]["frame"] is not None]
+    assert used == sorted(set(used)) and len(used) == v.frames_out
 
 
 def test_frames_no_set_used_are_counted_not_hidden(invoke, bundle, tmp_path):
