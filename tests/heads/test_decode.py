@@ -80,3 +80,29 @@ def test_sigmoid_keeps_the_top_k_query_class_pairs_best_first():
     np.testing.assert_allclose(result.detections.scores, 1 / (1 + np.exp(-np.array([4.0, 3.0, 2.0]))), rtol=1e-6)
     # query q's box is cx = cy = w = h = 0.2 + q / 10, so its left edge is (0.2 + q / 10) / 2 of the width
     np.testing.assert_allclose(result.detections.boxes[:, 0], np.array([0.4, 0.2, 0.3]) / 2 * INPUT[1], rtol=1e-5)
+
+
+@pytest.mark.parametrize("activation", [ScoreActivation.SOFTMAX, ScoreActivation.SIGMOID])
+def test_boxes_decoded_over_all_cameras_at_once_match_camera_by_camera(activation):
+    """decode_boxes is vectorised over cameras; the detections, their order (ties included) and
+    the boxes are exactly those of decoding each camera on its own."""
+    from vitdeploy.heads.decode import class_scores, decode_boxes, select, to_xyxy_pixels
+
+    rng = np.random.default_rng(0)
+    n, q, c = 6, 50, 5
+    logits = rng.normal(0, 2, (n, q, c)).astype(np.float32)
+    logits[2, 10:20] = logits[2, 10]  # ties: equal scores keep query order
+    logits[4] = -20.0  # a camera with nothing above the threshold
+    boxes = rng.uniform(0, 1, (n, q, 4)).astype(np.float32)
+    fmt = BoxFormat(BoxLayout.CXCYWH, BoxUnits.NORMALIZED)
+    lbs = [Letterbox(0.5 + 0.1 * i, 0.4 + 0.05 * i, 3.0 * i, 7.0 - i, (300 + i, 500 - i)) for i in range(n)]
+    got = decode_boxes(logits, boxes, activation=activation, box_format=fmt, input_size=INPUT, letterboxes=lbs,
+                       score_threshold=0.3, top_k=12)
+    scores = class_scores(logits, activation)
+    for i in range(n):
+        keep, best, labels = select(scores[i], activation=activation, score_threshold=0.3, top_k=12)
+        xyxy = lbs[i].to_frame(to_xyxy_pixels(boxes[i, keep], fmt, input_size=INPUT)).reshape(-1, 4)
+        assert np.array_equal(got[i].boxes, xyxy) and got[i].boxes.dtype == xyxy.dtype
+        assert np.array_equal(got[i].scores, best.astype(np.float32))
+        assert np.array_equal(got[i].labels, labels.astype(np.int64))
+    assert len(got[4]) == 0 and len(got[2]) == 12

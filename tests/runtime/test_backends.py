@@ -30,6 +30,24 @@ def test_onnxruntime_runs_a_camera_batch(ort_backend, bundle):
     assert ort_backend.describe()["provider"] == "CPUExecutionProvider"
 
 
+def test_onnxruntime_session_settings_reach_the_session(exported):
+    """Idle threads sleep unless asked to spin (they share the cores with the camera decoders);
+    the thread count is the one given; the same outputs either way."""
+    from vitdeploy.runtime.backends.onnxruntime import SessionSettings, from_bundle
+
+    detr = exported("vit-test-detr", max_cameras=6)
+    outs = []
+    for settings in (SessionSettings(), SessionSettings(threads=1, spinning=True)):
+        with from_bundle(detr, settings=settings) as backend:
+            options = backend.session.get_session_options()
+            assert options.get_session_config_entry("session.intra_op.allow_spinning") == (
+                "1" if settings.spinning else "0")
+            assert options.intra_op_num_threads == (settings.threads or 0)
+            assert backend.describe()["spinning"] == str(settings.spinning).lower()
+            outs.append(backend.infer({"images": batch(2)}))
+    np.testing.assert_allclose(outs[0]["logits"], outs[1]["logits"], atol=1e-5)
+
+
 @pytest.mark.parametrize(("feed", "message"), [
     ({"pixels": batch(2)}, r"feed has inputs \['pixels'\], the model takes \['images'\]"),
     ({"images": batch(2, dtype=np.float64)}, "has dtype float64, the model takes float32"),

@@ -87,8 +87,8 @@ def test_a_rig_level_heads_3d_boxes_become_scene_update_cubes(tmp_path):
 
     boxes = Boxes3D(centers=np.array([[10.0, -2.0, 0.75]]), sizes=np.array([[4.5, 1.9, 1.5]]), yaws=np.array([0.3]),
                     labels=np.array([1]), scores=np.array([0.8]))
-    slot = CameraSlot("front", np.zeros((8, 8, 3), np.uint8), False, Health.OK, 1.0, 0, 1_700_000_000_000_000_000,
-                      Clock.RECORDING)
+    slot = CameraSlot("front", np.zeros((8, 8, 3), np.uint8), False, Health.OK, 1.0, 0,
+                      stamp_ns=1_700_000_000_000_000_000, clock=Clock.RECORDING)
     fs = FrameSet(index=0, slots=[slot], skew_ms=0.0, stamps={"sync": 1.0}, stamp_ns=slot.stamp_ns, results=boxes)
     sink = McapSink(tmp_path / "r.mcap", class_names=["car", "truck"], budget_ms=100)
     sink.write(fs)

@@ -147,3 +147,36 @@ def test_an_image_folder_skips_unreadable_files(tmp_path):
 def test_bad_source_uris(uri, message):
     with pytest.raises(RigConfigError, match=message):
         open_source(Camera("cam", uri, fps=10))
+
+
+def test_a_video_file_gives_the_decoders_bgr_as_it_comes_when_asked(tmp_path):
+    """A fused BGR graph takes the decoder's frames with no colour conversion on the CPU; sources
+    that render RGB say so, and the pipeline swaps only theirs."""
+    path = tmp_path / "v.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 20.0, (96, 64))
+    for k in range(3):
+        image = np.zeros((64, 96, 3), np.uint8)
+        image[..., 0] = 200  # blue in OpenCV's BGR
+        image[:, :10 * (k + 1)] = 40 * k
+        writer.write(image)
+    writer.release()
+    cap = cv2.VideoCapture(str(path))
+    decoded = [cap.read()[1] for _ in range(3)]
+    frames = {}
+    for order in ("BGR", "RGB"):
+        src = VideoFileSource("cam", path, fps=20.0, paced=False, channel_order=order)
+        assert src.channel_order == order
+        src.start()
+        got = []
+        while len(got) < 3:
+            frame = src.newest()
+            if frame is not None and (not got or frame.index > got[-1].index):
+                got.append(frame)
+                src.take(frame)
+            time.sleep(0.005)
+        src.stop()
+        frames[order] = [f.image for f in got]
+    assert all(np.array_equal(a, b) for a, b in zip(frames["BGR"], decoded, strict=True))
+    assert all(np.array_equal(a, b[..., ::-1]) for a, b in zip(frames["RGB"], decoded, strict=True))
+    synthetic = SyntheticSource("front", view="front", fps=10.0, channel_order="BGR")
+    assert synthetic.channel_order == "RGB"

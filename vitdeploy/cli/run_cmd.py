@@ -160,7 +160,9 @@ def _print_summary(summary) -> None:
         lat.add_row(name.replace("_", "-"), *(f"{p[q]:.1f}" for q in (50, 95, 99, 100)))
     console.print(lat)
     drops = ", ".join([f"{n} sets before {stage}" for stage, n in summary.dropped.items() if n]
-                      + [f"{c.skipped} frames of {c.name}" for c in summary.cameras if c.skipped]) or "none"
+                      + [f"{c.skipped} frames of {c.name}" for c in summary.cameras if c.skipped]
+                      + [f"{n} sets by the {name} sink (behind)" for name, n in summary.sink_dropped.items() if n]
+                      ) or "none"
     e2e = summary.percentiles("end_to_end", (99,))[99]
     rate = summary.throughput(skip=min(5, max(0, summary.sets_out - 2)))
     console.print(f"{summary.sets_out} frame sets in {summary.duration_s:.1f} s ({rate:.1f} sets/s); "

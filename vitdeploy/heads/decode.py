@@ -66,21 +66,47 @@ def to_xyxy_pixels(boxes: np.ndarray, box_format: BoxFormat, *, input_size: tupl
     return np.stack([a, b, c, d], -1)
 
 
+def select_cameras(scores: np.ndarray, *, activation: ScoreActivation, score_threshold: float, top_k: int
+                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """scores (N, Q, C) of N cameras -> per camera what ``select`` returns for it, computed over
+    all cameras at once for softmax scores (the same detections, in the same order)."""
+    if activation is ScoreActivation.SIGMOID:  # ``select`` sorts only what passed the threshold
+        return [select(s, activation=activation, score_threshold=score_threshold, top_k=top_k) for s in scores]
+    best = scores.max(axis=-1)
+    labels = scores.argmax(axis=-1)
+    passed = best >= score_threshold
+    # one stable sort per camera: queries under the threshold sort last; ties keep query order
+    order = np.argsort(np.where(passed, -best, np.inf), axis=-1, kind="stable")[:, :top_k]
+    counts = np.minimum(passed.sum(axis=-1), top_k)
+    rows = np.arange(len(scores))[:, None]
+    best_sorted, labels_sorted = best[rows, order], labels[rows, order]
+    return [(order[i, :n], best_sorted[i, :n], labels_sorted[i, :n]) for i, n in enumerate(counts)]
+
+
+def letterboxes_to_frame(letterboxes: Sequence[Letterbox], xyxy: np.ndarray) -> np.ndarray:
+    """Boxes (N, Q, 4) in model-input pixels, camera i's under ``letterboxes[i]`` -> frame
+    pixels, clipped to each frame: ``Letterbox.to_frame`` for all cameras at once."""
+    lb = np.asarray([(b.pad_x, b.pad_y, b.scale_x, b.scale_y, b.frame_size[1], b.frame_size[0])
+                     for b in letterboxes], np.float32)[:, None, :]
+    out = xyxy.astype(np.float32)  # a copy
+    out[..., 0::2] = ((out[..., 0::2] - lb[..., 0:1]) / lb[..., 2:3]).clip(0, lb[..., 4:5])
+    out[..., 1::2] = ((out[..., 1::2] - lb[..., 1:2]) / lb[..., 3:4]).clip(0, lb[..., 5:6])
+    return out
+
+
 def decode_boxes(logits: np.ndarray, boxes: np.ndarray, *, activation: ScoreActivation, box_format: BoxFormat,
                  input_size: tuple[int, int], letterboxes: Sequence[Letterbox] | None = None,
                  score_threshold: float = 0.3, top_k: int = 100) -> list[Detections]:
     """logits (N, Q, C[+1]), boxes (N, Q, 4) -> one ``Detections`` per camera, boxes in frame
-    pixels (model-input pixels without ``letterboxes``)."""
+    pixels (model-input pixels without ``letterboxes``). Vectorised over cameras: at 5 ms per
+    inference a Python loop per camera is a visible part of a frame set's CPU time."""
     scores = class_scores(logits, activation)
-    out = []
-    for i in range(logits.shape[0]):
-        keep, best, labels = select(scores[i], activation=activation, score_threshold=score_threshold,
-                                    top_k=top_k)
-        xyxy = to_xyxy_pixels(boxes[i, keep], box_format, input_size=input_size)
-        if letterboxes is not None:
-            xyxy = letterboxes[i].to_frame(xyxy)
-        out.append(Detections(xyxy.reshape(-1, 4), best.astype(np.float32), labels.astype(np.int64)))
-    return out
+    picks = select_cameras(scores, activation=activation, score_threshold=score_threshold, top_k=top_k)
+    xyxy = to_xyxy_pixels(boxes, box_format, input_size=input_size)
+    if letterboxes is not None:
+        xyxy = letterboxes_to_frame(letterboxes, xyxy)
+    return [Detections(xyxy[i, keep].reshape(-1, 4), best.astype(np.float32), labels.astype(np.int64))
+            for i, (keep, best, labels) in enumerate(picks)]
 
 
 def decode_masks(logits: np.ndarray, masks: np.ndarray, *, activation: ScoreActivation,

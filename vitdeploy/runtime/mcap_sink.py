@@ -49,7 +49,7 @@ class McapSink(Sink):
             if slot.missing or slot.stamp_ns is None:
                 continue
             if self.images:
-                self._writer.write_image(image_topic(slot.camera), slot.image, stamp_ns=slot.stamp_ns,
+                self._writer.write_image(image_topic(slot.camera), slot.rgb(), stamp_ns=slot.stamp_ns,
                                          frame_id=slot.camera)
             dets = None if result is None else result.detections
             if dets is not None:

@@ -22,7 +22,8 @@ import numpy as np
 from vitdeploy.bundle.manifest import Preprocessing
 from vitdeploy.heads import Decoded, Letterbox
 from vitdeploy.runtime.backends.base import Backend
-from vitdeploy.runtime.preprocess import prepare_batch
+from vitdeploy.runtime.batches import BatchRing
+from vitdeploy.runtime.preprocess import fill_raw_batch, prepare_batch
 from vitdeploy.runtime.sinks import Sink
 from vitdeploy.runtime.stats import Stats
 from vitdeploy.runtime.sync import FrameSet, Synchronizer
@@ -45,12 +46,15 @@ class QueuePolicy(str, enum.Enum):
 
 
 class StageQueue:
-    """A bounded FIFO of frame sets between two stages; ``dropped`` counts drop-oldest losses."""
+    """A bounded FIFO of frame sets between two stages; ``dropped`` counts drop-oldest losses.
+    ``on_drop`` is called with every set dropped or discarded (to release what it holds)."""
 
-    def __init__(self, name: str, *, maxsize: int = 1, policy: QueuePolicy = QueuePolicy.DROP_OLDEST):
+    def __init__(self, name: str, *, maxsize: int = 1, policy: QueuePolicy = QueuePolicy.DROP_OLDEST,
+                 on_drop: Callable[[FrameSet], None] | None = None):
         self.name = name
         self.maxsize = maxsize
         self.policy = policy
+        self.on_drop = on_drop
         self.dropped = 0
         self._items: collections.deque[FrameSet] = collections.deque()
         self._cond = threading.Condition()
@@ -58,17 +62,25 @@ class StageQueue:
 
     def put(self, item: FrameSet) -> None:
         """Add ``item``; once the queue is closed (the consumer is gone) it is discarded."""
+        gone: list[FrameSet] = []
         with self._cond:
             if self.policy is QueuePolicy.BLOCK:
                 while len(self._items) >= self.maxsize and not self._closed:
                     self._cond.wait()
             elif len(self._items) >= self.maxsize:
-                self._items.popleft()
+                gone.append(self._items.popleft())
                 self.dropped += 1
             if self._closed:
-                return
-            self._items.append(item)
-            self._cond.notify_all()
+                gone.append(item)
+            else:
+                self._items.append(item)
+                self._cond.notify_all()
+        self._dropped(gone)
+
+    def _dropped(self, items: list[FrameSet]) -> None:
+        if self.on_drop is not None:
+            for item in items:
+                self.on_drop(item)
 
     def get(self) -> FrameSet | None:
         """The next item; None once the queue is closed and empty."""
@@ -83,9 +95,11 @@ class StageQueue:
         """No more items will come; the consumer drains what is there (or nothing, ``discard``)."""
         with self._cond:
             self._closed = True
+            gone = list(self._items) if discard else []
             if discard:
                 self._items.clear()
             self._cond.notify_all()
+        self._dropped(gone)
 
 
 class Pipeline:
@@ -95,12 +109,14 @@ class Pipeline:
     input fed with the (N, 3, h, w) batch — or, when preprocessing is fused into the graph, the raw
     (N, Hs, Ws, 3) uint8 frames. ``max_sets`` stops after that many sets reached the
     sinks. ``error`` holds the exception of a stage that failed (the pipeline then stops).
+    ``reuse_batches``: raw frames for a fused graph are copied into a reused batch (a
+    ``BatchRing``) instead of a new array per set; the results are the same.
     """
 
     def __init__(self, *, synchronizer: Synchronizer, backend: Backend, decoder: DecodeFn,
                  preprocessing: Preprocessing, sinks: list[Sink], stats: Stats, policy: QueuePolicy,
                  queue_size: int = 1, max_sets: int | None = None, max_in_flight: int | None = None,
-                 allow_resize: bool = False):
+                 allow_resize: bool = False, reuse_batches: bool = True):
         self.synchronizer = synchronizer
         self.backend = backend
         self.decoder = decoder
@@ -113,8 +129,11 @@ class Pipeline:
         self.input_name = spec.name
         self.input_dtype = np.dtype(spec.dtype)
         self.queues = {name: StageQueue(name, maxsize=max(queue_size, SINK_QUEUE_SIZE) if name == "sink"
-                                        else queue_size, policy=policy)
+                                        else queue_size, policy=policy, on_drop=self._dropped_set)
                        for name in ("preprocess", "infer", "postprocess", "sink")}
+        fused_raw = preprocessing.fused and self.input_dtype == np.uint8
+        self.ring: BatchRing | None = None  # made for the first set (its camera count)
+        self._reuse_batches = reuse_batches and fused_raw
         self.error: BaseException | None = None
         self.error_stage: str | None = None
         self.stop_requested = threading.Event()
@@ -193,6 +212,12 @@ class Pipeline:
                 self._flight.wait(0.05)
         return not self.stop_requested.is_set()
 
+    def _dropped_set(self, fs: FrameSet) -> None:
+        """A queue dropped ``fs``: its batch goes back to the ring, and it is no longer in flight."""
+        _release_batch(fs)
+        if self.max_in_flight is not None:
+            self._landed()
+
     def _landed(self) -> None:
         with self._flight:
             self._in_flight -= 1
@@ -213,16 +238,27 @@ class Pipeline:
 
     def _preprocess(self, fs: FrameSet) -> bool:
         fs.stamps["preprocess_start"] = time.monotonic()
-        batch, fs.letterboxes = prepare_batch([slot.image for slot in fs.slots], self.preprocessing,
-                                              allow_resize=self.allow_resize)
-        fs.batch = batch if batch.dtype == self.input_dtype else batch.astype(self.input_dtype)
+        images = [slot.image for slot in fs.slots]
+        orders = [slot.channel_order for slot in fs.slots]
+        if self._reuse_batches:
+            if self.ring is None:
+                sh, sw = self.preprocessing.source_size
+                self.ring = BatchRing((len(images), sh, sw, 3))
+            fs.lease = self.ring.acquire()
+            fs.batch = fs.lease.array
+            fs.letterboxes = fill_raw_batch(images, self.preprocessing, out=fs.batch, allow_resize=self.allow_resize,
+                                            orders=orders)
+        else:
+            batch, fs.letterboxes = prepare_batch(images, self.preprocessing, allow_resize=self.allow_resize,
+                                                  orders=orders)
+            fs.batch = batch if batch.dtype == self.input_dtype else batch.astype(self.input_dtype)
         fs.stamps["preprocess_end"] = time.monotonic()
         return True
 
     def _infer(self, fs: FrameSet) -> bool:
         fs.stamps["infer_start"] = time.monotonic()
         fs.outputs = self.backend.infer({self.input_name: fs.batch})
-        fs.batch = None
+        _release_batch(fs)
         fs.stamps["infer_end"] = time.monotonic()
         return True
 
@@ -242,12 +278,22 @@ class Pipeline:
     def _write(self, fs: FrameSet) -> bool:
         if self.max_sets is not None and self._sets_out >= self.max_sets:
             return False  # in flight when the limit was reached: not written
+        # Sinks may write from their own threads (``SinkThread``): the set is final before it is
+        # handed over, so the "sink" stage is the hand-off; a sink's own time is in its thread.
         fs.stamps["sink_start"] = time.monotonic()
+        fs.stamps["sink_end"] = fs.stamps["sink_start"]
+        self.stats.record(fs)
         for sink in self.sinks:
             sink.write(fs)
-        fs.stamps["sink_end"] = time.monotonic()
-        self.stats.record(fs)
         self._sets_out += 1
         if self.max_sets is not None and self._sets_out >= self.max_sets:
             self.stop()
         return True
+
+
+def _release_batch(fs: FrameSet) -> None:
+    """The set no longer needs its model input: a reused batch goes back to its ring."""
+    fs.batch = None
+    if fs.lease is not None:
+        lease, fs.lease = fs.lease, None
+        lease.release()

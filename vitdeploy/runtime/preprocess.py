@@ -90,18 +90,31 @@ def preprocess_frames(frames: list[np.ndarray], spec: Preprocessing) -> tuple[np
     return normalize(np.stack(resized), spec), list(boxes)
 
 
-def raw_frames(frames: list[np.ndarray], spec: Preprocessing, *,
-               allow_resize: bool = False) -> tuple[np.ndarray, list[Letterbox]]:
-    """For a graph with fused preprocessing: frames (each HxWx3 uint8 RGB) -> the raw batch
-    (N, Hs, Ws, 3) uint8 in the graph's source channel order; no resize or arithmetic on the CPU.
-
-    A frame whose size differs from the declared source size is an error, unless
-    ``allow_resize`` (then it is resized on the CPU, which is what fusing was meant to avoid).
+def raw_frames(frames: list[np.ndarray], spec: Preprocessing, *, allow_resize: bool = False,
+               orders: list[str] | None = None) -> tuple[np.ndarray, list[Letterbox]]:
+    """For a graph with fused preprocessing: frames (each HxWx3 uint8, RGB or as ``orders`` say)
+    -> the raw batch (N, Hs, Ws, 3) uint8 in the graph's source channel order; no resize or
+    arithmetic on the CPU. A new array; the runtime fills a reused one (``fill_raw_batch``).
     """
     if not frames:
         raise DataError("no frames to preprocess")
     sh, sw = spec.source_size
     batch = np.empty((len(frames), sh, sw, 3), np.uint8)
+    return batch, fill_raw_batch(frames, spec, out=batch, allow_resize=allow_resize, orders=orders)
+
+
+def fill_raw_batch(frames: list[np.ndarray], spec: Preprocessing, *, out: np.ndarray, allow_resize: bool = False,
+                   orders: list[str] | None = None) -> list[Letterbox]:
+    """Copy frames (each HxWx3 uint8; channel order ``orders[i]``, default RGB) into ``out``
+    (N, Hs, Ws, 3) uint8 in the graph's source channel order: one copy per frame, and a channel
+    swap only for a frame whose order differs. Returns each frame's letterbox.
+
+    A frame whose size differs from the declared source size is an error, unless
+    ``allow_resize`` (then it is resized on the CPU, which is what fusing was meant to avoid).
+    """
+    sh, sw = spec.source_size
+    want = spec.source_channel_order.upper()
+    lb = geometry((sh, sw), spec).letterbox
     boxes = []
     for i, frame in enumerate(frames):
         _check_frame(frame)
@@ -111,15 +124,22 @@ def raw_frames(frames: list[np.ndarray], spec: Preprocessing, *,
                 raise DataError(f"frame {i} is {fh}x{fw}, but the bundle's graph takes raw {sh}x{sw} frames "
                                 f"(--source-size at export); re-export for this camera or allow a CPU resize")
             frame = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA)
-        batch[i] = frame[..., ::-1] if spec.source_channel_order.upper() == "BGR" else frame
-        lb = geometry((sh, sw), spec).letterbox
+        order = orders[i].upper() if orders is not None else "RGB"
+        if order != want:
+            cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=out[i])  # the same swap both ways
+        else:
+            np.copyto(out[i], frame)
         boxes.append(Letterbox(lb.scale_x * sw / fw, lb.scale_y * sh / fh, lb.pad_x, lb.pad_y, (fh, fw)))
-    return batch, boxes
+    return boxes
 
 
-def prepare_batch(frames: list[np.ndarray], spec: Preprocessing, *,
-                  allow_resize: bool = False) -> tuple[np.ndarray, list[Letterbox]]:
-    """What the graph's input needs: normalised images, or raw frames when preprocessing is fused."""
+def prepare_batch(frames: list[np.ndarray], spec: Preprocessing, *, allow_resize: bool = False,
+                  orders: list[str] | None = None) -> tuple[np.ndarray, list[Letterbox]]:
+    """What the graph's input needs: normalised images, or raw frames when preprocessing is fused.
+    ``orders``: each frame's channel order (default: all RGB)."""
     if spec.fused:
-        return raw_frames(frames, spec, allow_resize=allow_resize)
+        return raw_frames(frames, spec, allow_resize=allow_resize, orders=orders)
+    if orders is not None:
+        frames = [np.ascontiguousarray(f[..., ::-1]) if o.upper() == "BGR" else f
+                  for f, o in zip(frames, orders, strict=True)]
     return preprocess_frames(frames, spec)

@@ -26,7 +26,8 @@ from vitdeploy.runtime.backends import open_backend
 from vitdeploy.runtime.backends.base import Backend
 from vitdeploy.runtime.pipeline import DecodeFn, Pipeline, QueuePolicy
 from vitdeploy.runtime.rig import Rig, VideoMode
-from vitdeploy.runtime.sinks import JsonlSink, LiveView, Sink, VideoSink
+from vitdeploy.runtime.sink_thread import SinkThread
+from vitdeploy.runtime.sinks import JsonlSink, LiveView, VideoSink
 from vitdeploy.runtime.sources import Source, open_source
 from vitdeploy.runtime.stats import RunSummary, Stats
 from vitdeploy.runtime.sync import Synchronizer
@@ -123,12 +124,12 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: Run
     if len(rig.cameras) > manifest.max_cameras:
         raise BackendError(f"the rig has {len(rig.cameras)} cameras, bundle {bundle.path} takes 1..{manifest.max_cameras}; "
                            f"re-export it with --max-cameras {len(rig.cameras)}")
-    cams = _open_sources(rig, sources)
+    cams = _open_sources(rig, sources, channel_order=_source_channel_order(manifest.preprocessing))
     out_dir = _output_dir(rig, options.out)
     stop = stop_event or threading.Event()
     interrupted = threading.Event()
     owned_backend = backend is None
-    sinks: list[Sink] = []
+    sinks: list[SinkThread] = []
     live: LiveView | None = None
     started = time.monotonic()
     pipeline: Pipeline | None = None
@@ -172,17 +173,20 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: Run
         if live is not None:
             live.close()
         for sink in sinks:
-            sink.close()
+            sink.close(timeout=STOP_TIMEOUT_S)
         if owned_backend and backend is not None:
             backend.close()
-    if pipeline.error is not None:
-        exc = pipeline.error
+    failed_sink = next((s for s in sinks if s.error is not None), None)
+    if pipeline.error is not None or failed_sink is not None:
+        exc = pipeline.error if pipeline.error is not None else failed_sink.error
+        stage = pipeline.error_stage if pipeline.error is not None else "sink"
         if sys.version_info >= (3, 11):  # notes show in tracebacks; Python 3.10 has none, the error is the same
-            exc.add_note(f"(in the pipeline's {pipeline.error_stage} stage)")
+            exc.add_note(f"(in the pipeline's {stage} stage)")
         raise exc
     files = [f for sink in sinks for f in sink.files()]
     allowed = bundle.rejected_variants(rig.model.precision) if rig.model.backend != "torch" else []
-    return stats.summary(dropped=pipeline.dropped, skipped=sync.skipped, empty_ticks=sync.empty_ticks,
+    return stats.summary(dropped=pipeline.dropped, sink_dropped={s.name: s.dropped for s in sinks},
+                         skipped=sync.skipped, empty_ticks=sync.empty_ticks,
                          stopped_by=stopped_by, duration_s=time.monotonic() - started,
                          jsonl=next((f for f in files if f.suffix == ".jsonl"), None),
                          videos=[f for f in files if f.suffix == ".mp4"], backend=backend_info, overrides=allowed,
@@ -232,29 +236,46 @@ def _decode(head: Head, outputs: dict, letterboxes: list, *, score_threshold: fl
     return head.decode(outputs, letterboxes=letterboxes, score_threshold=score_threshold, top_k=top_k)
 
 
-def _open_sources(rig: Rig, given: dict[str, Source] | None) -> list[Source]:
-    """One source per camera, in rig order: the given one, or the one its URI names."""
+def _source_channel_order(preprocessing) -> str:
+    """The channel order to ask the cameras for: a fused graph's source order (BGR: the decoders'
+    frames go in as they come, with no conversion), else RGB."""
+    return preprocessing.source_channel_order.upper() if preprocessing.fused else "RGB"
+
+
+def _open_sources(rig: Rig, given: dict[str, Source] | None, *, channel_order: str = "RGB") -> list[Source]:
+    """One source per camera, in rig order: the given one, or the one its URI names (asked for
+    frames in ``channel_order`` where it can deliver them so)."""
     overrides = dict(given or {})
     unknown = sorted(set(overrides) - set(rig.camera_names))
     if unknown:
         raise DataError(f"sources given for cameras {unknown} that the rig does not have: {rig.camera_names}")
     paced = rig.rate_hz > 0  # a free-running rig takes frames as fast as the pipeline does
-    return [overrides.get(c.name) or open_source(c, paced=paced, base_dir=rig.base_dir) for c in rig.cameras]
+    return [overrides.get(c.name) or open_source(c, paced=paced, base_dir=rig.base_dir, channel_order=channel_order)
+            for c in rig.cameras]
 
 
-def _open_sinks(rig: Rig, out_dir: Path, *, class_names: list[str]) -> list[Sink]:
-    sinks: list[Sink] = []
-    if rig.outputs.jsonl:
-        sinks.append(JsonlSink(out_dir / rig.outputs.jsonl, class_names=class_names, budget_ms=rig.latency_budget_ms))
-    if rig.outputs.video is not VideoMode.NONE:
-        fps = rig.rate_hz if rig.rate_hz > 0 else max(c.fps for c in rig.cameras)
-        sinks.append(VideoSink(out_dir, mosaic=rig.outputs.video is VideoMode.MOSAIC, fps=fps,
-                               class_names=class_names))
-    if rig.outputs.mcap:
-        from vitdeploy.runtime.mcap_sink import McapSink
+def _open_sinks(rig: Rig, out_dir: Path, *, class_names: list[str]) -> list[SinkThread]:
+    """The rig's sinks, each in its own thread: on a live rig a slow one drops its own sets."""
+    sinks: list[SinkThread] = []
+    drop = rig.rate_hz > 0
+    try:
+        if rig.outputs.jsonl:
+            jsonl = JsonlSink(out_dir / rig.outputs.jsonl, class_names=class_names, budget_ms=rig.latency_budget_ms)
+            sinks.append(SinkThread(jsonl, name="jsonl", drop=drop))
+        if rig.outputs.video is not VideoMode.NONE:
+            fps = rig.rate_hz if rig.rate_hz > 0 else max(c.fps for c in rig.cameras)
+            video = VideoSink(out_dir, mosaic=rig.outputs.video is VideoMode.MOSAIC, fps=fps, class_names=class_names)
+            sinks.append(SinkThread(video, name="video", drop=drop))
+        if rig.outputs.mcap:
+            from vitdeploy.runtime.mcap_sink import McapSink
 
-        sinks.append(McapSink(out_dir / rig.outputs.mcap, class_names=class_names, budget_ms=rig.latency_budget_ms,
-                              images=rig.outputs.mcap_images))
+            mcap = McapSink(out_dir / rig.outputs.mcap, class_names=class_names, budget_ms=rig.latency_budget_ms,
+                            images=rig.outputs.mcap_images)
+            sinks.append(SinkThread(mcap, name="mcap", drop=drop))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
     return sinks
 
 

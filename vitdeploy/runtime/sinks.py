@@ -136,7 +136,7 @@ def annotate(slot: CameraSlot, result: CameraResult | None, *, class_names: list
              size: tuple[int, int] | None = None) -> np.ndarray:
     """The slot's frame, resized to ``size`` (H, W) pixels if given, with masks, boxes, labels and
     the camera name drawn on; a missing camera is dimmed and marked. Returns (H, W, 3) uint8 RGB."""
-    image = slot.image
+    image = slot.rgb()
     dets = None if slot.missing or result is None else result.detections
     if dets is not None and dets.masks is not None and len(dets):
         image = image.copy()

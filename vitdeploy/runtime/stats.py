@@ -3,7 +3,8 @@
 Latencies are milliseconds per frame set. ``end_to_end`` runs from the capture of the set's oldest
 present frame to the moment its results are handed to the sinks; ``sync`` from that capture to
 the set's assembly; ``preprocess``, ``infer``, ``postprocess`` and ``sink`` are the stages' own
-times (queue waits between stages are in ``end_to_end`` only). The raw samples (of the latest
+times (queue waits between stages are in ``end_to_end`` only; ``sink`` is the hand-off to the
+sinks' own threads, ``runtime.sink_thread``). The raw samples (of the latest
 ``MAX_SAMPLES`` sets) are kept so that `bench` and `eval` can compute their own statistics.
 """
 
@@ -96,6 +97,7 @@ class RunSummary:
     videos: list[Path] = field(default_factory=list)
     backend: dict[str, str] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)  # checks the user overrode (--allow-rejected)
+    sink_dropped: dict[str, int] = field(default_factory=dict)  # sink -> sets it dropped, being behind (live)
     mcap: Path | None = None  # the results MCAP (``[outputs] mcap``)
 
     @property
@@ -170,7 +172,7 @@ class Stats:
     def summary(self, *, dropped: dict[str, int], empty_ticks: int, stopped_by: str, duration_s: float,
                 skipped: dict[str, int] | None = None, jsonl: Path | None = None, videos: list[Path] | None = None,
                 backend: dict[str, str] | None = None, overrides: list[str] | None = None,
-                mcap: Path | None = None) -> RunSummary:
+                sink_dropped: dict[str, int] | None = None, mcap: Path | None = None) -> RunSummary:
         with self._lock:
             cams = []
             for s in self.sources:
@@ -186,7 +188,7 @@ class Stats:
                 skew_ms=np.asarray(self._skew, np.float64), done_times=np.asarray(self._done, np.float64),
                 budget_ms=self.budget_ms, deadline_misses=self._misses, stopped_by=stopped_by,
                 jsonl=jsonl, videos=list(videos or []), backend=dict(backend or {}),
-                overrides=list(overrides or []), mcap=mcap)
+                overrides=list(overrides or []), sink_dropped=dict(sink_dropped or {}), mcap=mcap)
 
 
 def _latest(samples: collections.deque[float], n: int) -> list[float]:

@@ -40,8 +40,11 @@ RECORDING_WAIT_S = 10.0
 
 @dataclass
 class CameraSlot:
-    """One camera in a set: ``image`` (H, W, 3) uint8 RGB; ``capture_time`` monotonic seconds, or
-    None when missing (then ``image`` is the last good frame or zeros and must not be reported)."""
+    """One camera in a set: ``image`` (H, W, 3) uint8 in ``channel_order`` (RGB, or BGR where the
+    bundle's graph takes the decoder's BGR); ``capture_time`` monotonic seconds, or None when
+    missing (then ``image`` is the last good frame or zeros and must not be reported). Once the
+    pipeline copied it into the set's batch, ``image`` is a view of that batch (in the graph's
+    source order)."""
 
     camera: str
     image: np.ndarray
@@ -49,8 +52,13 @@ class CameraSlot:
     health: Health
     capture_time: float | None = None
     frame_index: int | None = None
+    channel_order: str = "RGB"
     stamp_ns: int | None = None  # capture time in the source's clock, ns (None when missing)
     clock: Clock | None = None
+
+    def rgb(self) -> np.ndarray:
+        """The image in RGB order (a copy only where it is BGR)."""
+        return self.image if self.channel_order == "RGB" else np.ascontiguousarray(self.image[..., ::-1])
 
 
 @dataclass
@@ -70,7 +78,8 @@ class FrameSet:
     stamps: dict[str, float] = field(default_factory=dict)
     stamp_ns: int | None = None
     wall_time: float = 0.0
-    batch: np.ndarray | None = None  # (N, 3, h, w) model input
+    batch: np.ndarray | None = None  # the model input: (N, 3, h, w) float, or (N, Hs, Ws, 3) raw frames
+    lease: Any = None  # the reused batch (``runtime.batches.BatchLease``) this set holds, if any
     letterboxes: list[Any] | None = None
     outputs: dict[str, np.ndarray] | None = None
     results: Any = None  # a head's decode: a CameraResult per camera, or a rig-level SetResult
@@ -220,7 +229,7 @@ class Synchronizer:
             else:
                 if frame is not None:  # too far apart from the others: skip it, take a newer one next tick
                     self._consume(s, frame, used=False)
-                slots.append(CameraSlot(s.camera, self._fill(s.camera), True, health))
+                slots.append(CameraSlot(s.camera, self._fill(s.camera), True, health, channel_order=s.channel_order))
         return self._emit(slots, skew_ms=(max(present) - min(present)) * 1e3, tick=tick)
 
     def _emit(self, slots: list[CameraSlot], *, skew_ms: float, tick: float) -> FrameSet:
@@ -234,7 +243,7 @@ class Synchronizer:
     @staticmethod
     def _present(source: Source, frame: Frame, health: Health) -> CameraSlot:
         return CameraSlot(source.camera, frame.image, False, health, frame.capture_time, frame.index,
-                          frame.stamp_ns, frame.clock)
+                          source.channel_order, frame.stamp_ns, frame.clock)
 
     # ---- recordings, free-running: sets by recorded stamp -------------------------------------
     def _head(self, source: Source) -> Frame | None:
@@ -267,7 +276,7 @@ class Synchronizer:
                 slots.append(self._present(s, frame, health))
                 present.append(frame.stamp_ns)
             else:  # its next frame belongs to a later set
-                slots.append(CameraSlot(s.camera, self._fill(s.camera), True, health))
+                slots.append(CameraSlot(s.camera, self._fill(s.camera), True, health, channel_order=s.channel_order))
         return self._emit(slots, skew_ms=(max(present) - min(present)) / 1e6, tick=time.monotonic())
 
     def _fill(self, camera: str) -> np.ndarray:

@@ -30,13 +30,15 @@ __all__ = ["Clock", "Frame", "FrameError", "Health", "Source", "SourceStatus", "
 _STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 
 
-def open_source(camera: Camera, *, paced: bool = True, base_dir: str | Path = ".") -> Source:
+def open_source(camera: Camera, *, paced: bool = True, base_dir: str | Path = ".",
+                channel_order: str = "RGB") -> Source:
     """The source for ``camera.source`` (not started). ``paced`` False makes file and synthetic
     sources deliver as fast as they are consumed (free-running rigs); relative paths are resolved
-    against ``base_dir`` (the rig file's folder)."""
+    against ``base_dir`` (the rig file's folder). ``channel_order`` BGR asks decoders for their own
+    BGR frames (a fused graph that takes BGR); a source that renders RGB delivers RGB anyway."""
     uri = camera.source.strip()
     common = {"fps": camera.fps, "paced": paced, "reconnect_interval_s": camera.reconnect_interval_s,
-              "reconnect_attempts": camera.reconnect_attempts}
+              "reconnect_attempts": camera.reconnect_attempts, "channel_order": channel_order}
     parts = urlsplit(uri)
     scheme = parts.scheme.lower() if len(parts.scheme) > 1 else ""  # "C:" is a drive, not a scheme
     if scheme == "synthetic":

@@ -11,12 +11,10 @@ epoch, so their frames line up even when one decodes or renders slower). An *unp
 (free-running rigs) publishes the next frame as soon as the last was taken, so offline runs and
 benchmarks skip nothing and never spin. Live captures deliver at the device's own rate.
 
-Time (DESIGN.md decision 9): every frame carries two times. ``capture_time`` is ``time.monotonic``
-seconds, what latency is measured with; ``stamp_ns`` is the capture time in the source's own
-clock, ns: a recording's header stamp (``clock`` "recording"), or the UNIX wall-clock time of
-the capture for live cameras, files and synthetic cameras (``clock`` "wall"). A recording source
-paced at its recorded rate publishes each frame at ``epoch + (stamp - origin)`` (``origin``: the
-rig's earliest first stamp), so a rig of recordings plays on the recording's clock.
+Time (DESIGN.md decision 9): a frame's ``capture_time`` (``time.monotonic`` s) measures latency;
+its ``stamp_ns`` is the capture time in the source's clock: a recording's header stamp, or UNIX
+time for live cameras, files and synthetic cameras. A paced recording publishes each frame at
+``epoch + (stamp - origin)`` (origin: the rig's earliest first stamp): it plays on its own clock.
 """
 
 from __future__ import annotations
@@ -56,8 +54,7 @@ class Clock(str, enum.Enum):
 
 @dataclass(frozen=True)
 class StampedImage:
-    """What a source that knows its frames' capture times (recordings) returns from ``_read``:
-    ``image`` (H, W, 3) uint8 RGB captured at ``stamp_ns`` (ns, the source's clock)."""
+    """What a recording source's ``_read`` returns: ``image`` captured at ``stamp_ns`` (its clock, ns)."""
 
     image: np.ndarray
     stamp_ns: int
@@ -69,10 +66,11 @@ class FrameError(DataError):
 
 @dataclass(frozen=True)
 class Frame:
-    """One camera frame: ``image`` (H, W, 3) uint8 RGB, captured at ``capture_time`` seconds
-    (``time.monotonic``: when a live frame arrived, or a paced frame's due time). ``index`` counts
-    the frames this source delivered, from 0. ``stamp_ns`` is the capture time in the source's
-    clock (ns; ``clock`` says which: a recording's stamp or UNIX wall time)."""
+    """One camera frame: ``image`` (H, W, 3) uint8 in its source's ``channel_order`` (RGB unless
+    the rig asked for BGR), captured at ``capture_time`` seconds (``time.monotonic``: when a live
+    frame arrived, or a paced frame's due time). ``index`` counts the frames this source
+    delivered, from 0. ``stamp_ns`` is the capture time in the source's clock (ns; ``clock`` says
+    which: a recording's stamp or UNIX wall time)."""
 
     camera: str
     index: int
@@ -98,21 +96,30 @@ class SourceStatus:
 class Source(abc.ABC):
     """Subclasses implement ``_open``, ``_read`` and ``_close``; this class runs them in a thread.
 
-    ``_read`` returns an (H, W, 3) uint8 RGB frame, None at the end of the stream, raises
-    ``FrameError`` for one bad frame, and any other exception for a broken stream. Frames of the
-    wrong shape or dtype are counted as corrupt and skipped, never handed on.
+    ``_read`` returns an (H, W, 3) uint8 frame in ``channel_order``, None at the end of the
+    stream, raises ``FrameError`` for one bad frame, and any other exception for a broken stream.
+    Frames of the wrong shape or dtype are counted as corrupt and skipped, never handed on.
+
+    ``channel_order``: the order asked for (RGB, or BGR for a graph that takes the decoder's BGR
+    as it comes); a source delivers it if it is one of its ``channel_orders``, else RGB — the
+    frame's order is the source's ``channel_order`` attribute either way.
     """
 
     #: live sources (cameras, network streams) are reopened when they end or fail
     live: bool = False
+    #: the channel orders this source delivers without a conversion of its own (decoders: BGR too)
+    channel_orders: tuple[str, ...] = ("RGB",)
     #: the clock of the frames' ``stamp_ns``; recording sources return ``StampedImage`` from ``_read``
     clock: Clock = Clock.WALL
 
     def __init__(self, camera: str, *, fps: float, paced: bool = True, buffer: int = 2,
                  stall_timeout_s: float | None = None, reconnect_interval_s: float = 1.0,
-                 reconnect_attempts: int = 0):
+                 reconnect_attempts: int = 0, channel_order: str = "RGB"):
         if buffer < 1:
             raise DataError(f"source {camera!r}: buffer must hold at least 1 frame, got {buffer}")
+        if channel_order.upper() not in ("RGB", "BGR"):
+            raise DataError(f"source {camera!r}: channel order must be RGB or BGR, got {channel_order!r}")
+        self.channel_order = channel_order.upper() if channel_order.upper() in self.channel_orders else "RGB"
         self.camera = camera
         self.fps = float(fps)
         self.paced = paced
@@ -177,8 +184,7 @@ class Source(abc.ABC):
         self._epoch_set.set()
 
     def first_stamp_ns(self) -> int | None:
-        """The stamp of the first frame, once opened, for sources on a recording's clock (else None):
-        ``start_cameras`` starts a rig of recordings at their earliest one."""
+        """Recordings: the first frame's stamp once opened (``start_cameras`` starts at the earliest)."""
         return None
 
     def wait_opened(self, timeout: float) -> bool:

@@ -10,7 +10,7 @@ and stopping or giving up is a ``kill``.
 The child (``python -m vitdeploy.runtime.sources.capture_process SPEC_JSON``) opens the capture
 with FFmpeg's open and read timeouts, then writes messages to stdout: a 1-byte kind and a 4-byte
 little-endian length, then the payload — ``O`` opened (JSON: the backend's name), ``F`` a frame
-(height and width as two little-endian uint32, then H*W*3 bytes of RGB), ``E`` an error (UTF-8
+(height and width as two little-endian uint32, then H*W*3 bytes in the spec's channel order), ``E`` an error (UTF-8
 text; the child exits after it).
 """
 
@@ -40,12 +40,14 @@ CHILD_START_S = 3.0
 @dataclass(frozen=True)
 class CaptureSpec:
     """What the child opens: ``target`` a device index or a URL / GStreamer pipeline string;
-    ``resolution`` (H, W) pixels to request; ``timeout_s`` FFmpeg's open and read timeout."""
+    ``resolution`` (H, W) pixels to request; ``timeout_s`` FFmpeg's open and read timeout;
+    ``channel_order`` of the frames sent (BGR: OpenCV's own, no conversion)."""
 
     target: int | str
     gstreamer: bool = False
     resolution: tuple[int, int] | None = None
     timeout_s: float = 5.0
+    channel_order: str = "RGB"
 
 
 class CaptureProcess:
@@ -160,8 +162,8 @@ def _child(spec: CaptureSpec) -> int:
         if not ok or bgr is None or bgr.ndim != 3:
             _send(out, b"E", f"capture {spec.target!r} delivered no frame".encode())
             return 1
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        _send(out, b"F", _SIZE.pack(*rgb.shape[:2]) + rgb.tobytes())
+        frame = bgr if spec.channel_order == "BGR" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        _send(out, b"F", _SIZE.pack(*frame.shape[:2]) + frame.tobytes())
 
 
 def main(argv: list[str]) -> int:

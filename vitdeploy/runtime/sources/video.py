@@ -9,14 +9,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vitdeploy.data.frames import open_video, read_video_frame
+from vitdeploy.data.frames import open_video
 from vitdeploy.errors import DataError
 from vitdeploy.runtime.sources.base import Source
 from vitdeploy.runtime.sources.capture_process import CaptureProcess, CaptureSpec
 
 
 class VideoFileSource(Source):
-    """A video file, decoded with OpenCV; ``loop`` starts it over at the end instead of ending."""
+    """A video file, decoded with OpenCV (in FFmpeg's threads, the GIL released); ``loop`` starts
+    it over at the end instead of ending. BGR frames are the decoder's own, with no conversion."""
+
+    channel_orders = ("RGB", "BGR")
 
     def __init__(self, camera: str, path: str | Path, *, loop: bool = False, **kwargs):
         super().__init__(camera, **kwargs)
@@ -31,11 +34,17 @@ class VideoFileSource(Source):
         self._cap = open_video(self.path)
 
     def _read(self) -> np.ndarray | None:
-        frame = read_video_frame(self._cap)
+        frame = self._next_bgr()
         if frame is None and self.loop:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            frame = read_video_frame(self._cap)
-        return frame
+            frame = self._next_bgr()
+        if frame is None or self.channel_order == "BGR":
+            return frame
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+    def _next_bgr(self) -> np.ndarray | None:
+        ok, bgr = self._cap.read()
+        return bgr if ok else None
 
     def _close(self) -> None:
         if self._cap is not None:
@@ -51,11 +60,13 @@ class CaptureSource(Source):
     stops delivering is reopened (``reconnect_interval_s``, ``reconnect_attempts``)."""
 
     live = True
+    channel_orders = ("RGB", "BGR")
 
     def __init__(self, camera: str, target: int | str, *, resolution: tuple[int, int] | None = None,
                  gstreamer: bool = False, timeout_s: float = 5.0, **kwargs):
         super().__init__(camera, **kwargs)
-        self.spec = CaptureSpec(target=target, gstreamer=gstreamer, resolution=resolution, timeout_s=timeout_s)
+        self.spec = CaptureSpec(target=target, gstreamer=gstreamer, resolution=resolution, timeout_s=timeout_s,
+                                channel_order=self.channel_order)
         self._lock = threading.Lock()
         self._process: CaptureProcess | None = None
 
