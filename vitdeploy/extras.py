@@ -67,6 +67,7 @@ LIBRARIES: dict[Extra, tuple[Library, ...]] = {
 #: ``bench --plot``, ``run --backend torch``; ``build --print-trtexec`` needs none of build's).
 COMMANDS: dict[str, tuple[Extra, ...]] = {
     "run": (Extra.OPENCV,),
+    "record": (Extra.OPENCV, Extra.RECORDINGS),
     "bench": (Extra.OPENCV,),
     "info": (),
     "build": (Extra.TENSORRT, Extra.OPENCV),  # OpenCV: the golden check preprocesses photographs

@@ -85,3 +85,21 @@ def test_bad_data_is_one_line_and_exit_1(invoke, exported, tmp_path, data, messa
     assert r.exit_code == 1, r.output
     assert message in r.output and "Traceback" not in r.output
     assert len([line for line in r.output.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_eval_writes_a_coco_results_file_per_configuration(invoke, trained_like, tmp_path):
+    from faster_coco_eval import COCO
+
+    from vitdeploy.data.coco import write_coco
+
+    write_coco(tmp_path / "val", frames=3, cameras=2, size=(64, 96), seed=5)
+    r = invoke("eval", trained_like, "--data", tmp_path / "val", "--predictions", tmp_path / "preds")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "preds").iterdir()) == ["onnxruntime.fp32.json", "torch.fp32.json"]
+    gt = COCO(str(tmp_path / "val" / "annotations.json"))
+    for name in ("onnxruntime.fp32.json", "torch.fp32.json"):
+        results = json.loads((tmp_path / "preds" / name).read_text())
+        assert results and all(set(d) == {"image_id", "category_id", "bbox", "score"} for d in results)
+        assert {d["image_id"] for d in results} == set(gt.getImgIds())  # the COCO file's own ids
+        assert {d["category_id"] for d in results} <= set(gt.getCatIds())
+        assert len(gt.loadRes(results).getAnnIds()) == len(results)

@@ -5,6 +5,8 @@
 * an image folder (any of ``vitdeploy.data.frames.IMAGE_SUFFIXES``, searched recursively),
 * a rig recording: a folder of per-camera folders of images (sampled evenly across cameras),
 * a video file (frames sampled evenly over its length, decoded with OpenCV),
+* a recording: an MCAP file, ``.db3`` file or ROS 2 bag folder, every image topic or
+  ``PATH#TOPIC[,TOPIC...]`` (frames evenly over the drive, ``calibration.recording_data``),
 * an ``.npz`` of already preprocessed tensors keyed by graph input name, (N, ...) each,
 * ``synthetic``: vitdeploy's synthetic driving scenes (``vitdeploy.data.scenes``).
 
@@ -54,6 +56,7 @@ class DataKind(str, enum.Enum):
     IMAGES = "images"
     RIG = "rig"
     VIDEO = "video"
+    RECORDING = "recording"
     NPZ = "npz"
     SYNTHETIC = "synthetic"
 
@@ -107,12 +110,18 @@ class _FrameSource:
     """Frames that can be counted, grouped into strata (cameras) and read by index."""
 
     kind: DataKind
+    skipped = 0  # damaged frames left out (recordings)
 
     def __len__(self) -> int:
         raise NotImplementedError
 
     def strata(self) -> list[list[int]]:
         return [list(range(len(self)))]
+
+    def pick(self, count: int, rng: np.random.Generator) -> list[int]:
+        """``count`` indices in a seeded order (the first ones calibrate, the rest are held out):
+        each stratum (camera) in turn."""
+        return _stratified(self.strata(), count, rng)
 
     def read(self, indices: Sequence[int]) -> Iterator[np.ndarray]:
         """HxWx3 uint8 RGB frames, in the order of ``indices``."""
@@ -164,6 +173,11 @@ class _Video(_FrameSource):
 
     def read(self, indices: Sequence[int]) -> Iterator[np.ndarray]:
         return video_frames(self.path, indices)
+
+    def pick(self, count: int, rng: np.random.Generator) -> list[int]:
+        """Evenly over the video's length; which of those are held out is a seeded choice."""
+        chosen = np.linspace(0, len(self) - 1, count).round().astype(int).tolist()
+        return [chosen[i] for i in rng.permutation(len(chosen))]
 
 
 def _open_folder(path: Path) -> _FrameSource:
@@ -259,6 +273,15 @@ def load_calibration_data(source: str | Path, *, inputs: list[TensorSpec], prepr
     rng = np.random.default_rng(seed)
     if text == SYNTHETIC:
         return _synthetic(inputs, preprocessing, samples, heldout, seed, warnings, progress)
+    from vitdeploy.calibration.recording_data import open_recording_frames
+
+    recording = open_recording_frames(text)
+    if recording is not None:
+        try:
+            return _frames(recording, text, inputs, preprocessing, cal_held=(samples, heldout), seed=seed,
+                           warnings=warnings, progress=progress)
+        finally:
+            recording.close()
     path = Path(source)
     if not path.exists():
         raise DataError(f"calibration data {path} does not exist; give an image folder, a rig recording folder, "
@@ -267,21 +290,25 @@ def load_calibration_data(source: str | Path, *, inputs: list[TensorSpec], prepr
         return _npz(path, inputs, samples, heldout, seed, warnings, rng)
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
         raise DataError(f"{path} is a single image; give the folder that holds the calibration frames")
-    spec = _image_input(inputs, preprocessing)
     frames: _FrameSource = _open_folder(path) if path.is_dir() else _Video(path)
-    cal, held = _split_counts(len(frames), samples, heldout, text, warnings)
-    if isinstance(frames, _Video):
-        # evenly over the video's length; which of those are held out is a seeded choice
-        chosen = np.linspace(0, len(frames) - 1, cal + held).round().astype(int).tolist()
-        chosen = [chosen[i] for i in rng.permutation(len(chosen))]
-    else:
-        chosen = _stratified(frames.strata(), cal + held, rng)
+    return _frames(frames, text, inputs, preprocessing, cal_held=(samples, heldout), seed=seed, warnings=warnings,
+                   progress=progress)
+
+
+def _frames(frames: _FrameSource, text: str, inputs: list[TensorSpec], preprocessing: Preprocessing, *,
+            cal_held: tuple[int, int], seed: int, warnings: list[str], progress: ProgressFn | None) -> CalibrationData:
+    """Calibration and held-out frames drawn from ``frames`` (``_FrameSource.pick``), preprocessed."""
+    spec = _image_input(inputs, preprocessing)
+    cal, held = _split_counts(len(frames), *cal_held, text, warnings)
+    chosen = frames.pick(cal + held, np.random.default_rng(seed))
     cal_idx, held_idx = chosen[:cal], chosen[cal:cal + held]
     data = CalibrationData(source=text, kind=frames.kind, seed=seed, calibration={}, heldout={}, warnings=warnings)
     data.calibration[spec.name] = _preprocess(frames.read(cal_idx), len(cal_idx), spec=preprocessing,
                                               stage="reading calibration frames", progress=progress)
     data.heldout[spec.name] = _preprocess(frames.read(held_idx), len(held_idx), spec=preprocessing,
                                           stage="reading held-out frames", progress=progress)
+    if frames.skipped:
+        warnings.append(f"{frames.skipped} damaged frames of {text} were left out")
     _check_shapes(data.calibration, inputs, text)
     return data
 

@@ -16,6 +16,7 @@ from vitdeploy.cli import (
     import_cmd,
     info_cmd,
     models_cmd,
+    record_cmd,
     replay_cmd,
     run_cmd,
 )
@@ -44,6 +45,7 @@ app.command("info", epilog=info_cmd.EPILOG)(info_cmd.info)
 app.command("calibrate", epilog=calibrate_cmd.EPILOG)(calibrate_cmd.calibrate)
 app.command("build", epilog=build_cmd.EPILOG)(build_cmd.build)
 app.command("run", epilog=run_cmd.EPILOG)(run_cmd.run)
+app.command("record", epilog=record_cmd.EPILOG)(record_cmd.record)
 app.command("bench", epilog=bench_cmd.EPILOG)(bench_cmd.bench)
 app.command("eval", epilog=eval_cmd.EPILOG)(eval_cmd.evaluate)
 app.command("replay", epilog=replay_cmd.EPILOG)(replay_cmd.replay)

@@ -19,12 +19,14 @@ from rich.progress import (
 from rich.table import Table
 
 from vitdeploy.cli.console import console, err_console, handles_errors, parse_list
+from vitdeploy.errors import VitDeployError
 from vitdeploy.extras import require_command
 
 EPILOG = (
     "Examples:\n\n"
     "  vitdeploy calibrate bundles/tiny-detr --precision fp16\n\n"
     "  vitdeploy calibrate bundles/tiny-detr --precision int8 --data recordings/drive01 --min-agreement 0.9\n\n"
+    "  vitdeploy calibrate bundles/tiny-detr --precision int8 --data drives/0412.mcap --topics /cam_front/image_raw\n\n"
     "  vitdeploy calibrate bundles/tiny-detr --precision int8 --sensitivity --auto-fallback --min-agreement 0.95"
 )
 
@@ -49,7 +51,10 @@ def calibrate(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder made by `vitdeploy export`.")],
     precision: Annotated[PrecisionChoice, typer.Option(help="Precision of the ONNX to write.")],
     data: Annotated[str, typer.Option(help="Image folder, rig recording (folder of camera folders), video file, "
+                                           "MCAP/.db3/ROS 2 bag recording (all image topics, or PATH#TOPIC), "
                                            ".npz of preprocessed inputs, or 'synthetic'.")] = "synthetic",
+    topics: Annotated[list[str] | None, typer.Option(
+        help="Image topics of a --data recording to calibrate on; repeat or comma-separate (default: all).")] = None,
     method: Annotated[MethodChoice, typer.Option(help="INT8 activation calibration.")] = MethodChoice.entropy,
     samples: Annotated[int, typer.Option(help="Calibration frames (a warning below 128).")] = 256,
     heldout: Annotated[int, typer.Option(help="Held-out frames for the accuracy report (disjoint from calibration).")] = 32,
@@ -79,6 +84,10 @@ def calibrate(
     )
 
     patterns = tuple(p for value in (exclude or []) for p in parse_list(value))
+    if topics:
+        if "#" in data:
+            raise VitDeployError(f"--data {data!r} names its topics already; drop --topics or the #TOPIC")
+        data = f"{data}#{','.join(t for value in topics for t in parse_list(value))}"
     recipe = Int8Recipe(method=CalibrationMethod(method.value), high_precision=HighPrecision(high_precision.value),
                         attention_tokens=attention_tokens, exclude=patterns)
     options = CalibrationOptions(samples=samples, heldout=heldout, seed=seed, recipe=recipe,

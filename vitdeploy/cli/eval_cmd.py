@@ -20,6 +20,7 @@ EPILOG = (
     "  vitdeploy eval bundles/demo-detr --data synthetic:seed=7,frames=120\n\n"
     "  vitdeploy eval bundles/tiny-detr --data data/val/annotations.json --precision fp32,fp16,int8 --json eval.json\n\n"
     "  vitdeploy eval bundles/tiny-cls --data data/val_folders --frames 500\n\n"
+    "  vitdeploy eval bundles/tiny-detr --data data/val --predictions preds/   (COCO results JSON per configuration)\n\n"
     "Data: a COCO file (or a folder with annotations.json) for detr/mask heads, 'synthetic[:seed=S,frames=N,"
     "cameras=C,size=HxW,stride=K]' (held-out seed 7 by default), or a folder with one sub-folder of images per "
     "class for cls/cait heads. The FP32 ONNX and the PyTorch reference are always evaluated.\n\n"
@@ -40,6 +41,8 @@ def evaluate(
     frames: Annotated[int | None, typer.Option(help="Evaluate at most this many images.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write a Markdown table here.")] = None,
+    predictions: Annotated[Path | None, typer.Option(
+        help="Write each configuration's detections here as a COCO results JSON (BACKEND.PRECISION.json).")] = None,
     allow_rejected: Annotated[bool, typer.Option("--allow-rejected", help="Also score graphs that `calibrate "
                                                  "--min-agreement` rejected (recorded in the report).")] = False,
 ) -> None:
@@ -71,6 +74,12 @@ def evaluate(
     if markdown is not None:
         atomic_write_text(markdown, report.to_markdown())
         console.print(f"wrote {markdown}")
+    if predictions is not None:
+        from vitdeploy.evaluation.predictions import write_predictions
+
+        written = write_predictions(report, predictions)
+        console.print(f"wrote {', '.join(str(p) for p in written)}" if written else
+                      "no predictions file: only detection heads have COCO results", soft_wrap=True)
     if not any(r.scores for r in report.results):
         raise VitDeployError("nothing could be evaluated: every configuration was skipped (reasons above)")
     if report.reference("onnxruntime") is None:

@@ -18,6 +18,8 @@ EPILOG = (
     "Examples:\n\n"
     "  vitdeploy run bundles/tiny-detr --rig rig.toml --out runs/drive1 --duration 60\n\n"
     "  vitdeploy run bundles/tiny-detr --synthetic-cameras 6 --video mosaic --max-frames 100\n\n"
+    "  vitdeploy run bundles/tiny-detr --camera drive.mcap --mcap results.mcap   (every image topic, "
+    "free-running, sets by recorded stamp)\n\n"
     "Ctrl-C stops cleanly: the summary is printed and the JSONL and videos are complete.\n\n"
     "Exit code: 0 ran as asked; 1 error, or no frame set at all; 3 cameras were lost (named on stderr)."
 )
@@ -33,7 +35,12 @@ def run(
     rig: Annotated[Path | None, typer.Option("--rig", help="Rig TOML file (see docs/rig.example.toml).")] = None,
     synthetic_cameras: Annotated[int | None, typer.Option(
         help="No rig file: this many synthetic cameras (1-6) at --fps.")] = None,
-    fps: Annotated[float, typer.Option(help="Frame rate of --synthetic-cameras, frames/s (0: as fast as possible).")] = 10.0,
+    camera: Annotated[list[str] | None, typer.Option(
+        "--camera", help="No rig file: a camera URI, or NAME=URI (repeat for more): a video, image folder, "
+        "device://0, rtsp://..., drive.mcap#/TOPIC; a recording without #TOPIC gives every image topic.")] = None,
+    fps: Annotated[float | None, typer.Option(
+        help="Sets per second of --synthetic-cameras (default 10) or --camera rigs (default 0); 0: free-running, "
+             "as fast as the model goes (recordings: every frame, sets by recorded stamp).")] = None,
     synthetic_size: Annotated[str | None, typer.Option(
         help="HxW pixels of --synthetic-cameras frames; default: the model's input size.")] = None,
     backend: Annotated[str | None, typer.Option(help="onnxruntime | torch | tensorrt; default: the rig's.")] = None,
@@ -45,28 +52,22 @@ def run(
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many frame sets.")] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Live terminal view of fps, latency and health.")] = True,
+    mcap: Annotated[Path | None, typer.Option(help="Also write the results as an MCAP file Foxglove opens "
+                                                 "(boxes per camera, status per set); default: the rig's.")] = None,
+    mcap_images: Annotated[bool, typer.Option("--mcap-images", help="Store the camera frames in the --mcap file "
+                                              "too (JPEG).")] = False,
     allow_rejected: Annotated[bool, typer.Option("--allow-rejected", help="Run a graph that `calibrate "
                                                  "--min-agreement` rejected (said in the summary).")] = False,
 ) -> None:
     """Run a multi-camera rig through a bundle's model: sources -> sync -> preprocess -> backend ->
     postprocess -> JSONL / annotated video / live view, then print a latency summary."""
     require_command("run")
-    from vitdeploy.bundle import Bundle, Precision
-    from vitdeploy.runtime.rig import VideoMode, load_rig, synthetic_rig
-    from vitdeploy.runtime.run import RunOptions, resolve_bundle, run_rig
+    from vitdeploy.bundle import Precision
+    from vitdeploy.runtime.rig import VideoMode
+    from vitdeploy.runtime.run import RunOptions, run_rig
 
-    if (rig is None) == (synthetic_cameras is None):
-        raise VitDeployError("give either --rig RIG.toml or --synthetic-cameras N (not both)")
-    if rig is not None:
-        the_rig = load_rig(rig)
-        b = resolve_bundle(the_rig, bundle)
-    else:
-        if bundle is None:
-            raise VitDeployError("--synthetic-cameras needs a BUNDLE argument")
-        b = Bundle.open(bundle)
-        size = parse_size(synthetic_size, option="--synthetic-size") or tuple(b.manifest.image_size)
-        the_rig = synthetic_rig(synthetic_cameras, fps=fps if fps > 0 else 10.0, size=size,
-                                rate_hz=fps if fps > 0 else 0.0)
+    the_rig, b = _rig_and_bundle(bundle, rig=rig, synthetic_cameras=synthetic_cameras, camera=camera, fps=fps,
+                                 synthetic_size=synthetic_size)
     model_cfg = the_rig.model
     if backend is not None:
         model_cfg = dataclasses.replace(model_cfg, backend=backend)
@@ -77,6 +78,10 @@ def run(
     if allow_rejected:
         model_cfg = dataclasses.replace(model_cfg, allow_rejected=True)
     outputs = dataclasses.replace(the_rig.outputs, live=live)
+    if mcap is not None:
+        outputs = dataclasses.replace(outputs, mcap=str(mcap.resolve()))
+    if mcap_images:
+        outputs = dataclasses.replace(outputs, mcap_images=True)
     if video is not None:
         modes = [m.value for m in VideoMode]
         if video not in modes:
@@ -97,6 +102,29 @@ def run(
                       console=console if live and console.is_terminal else None)
     _print_summary(summary)
     _exit_for(summary)
+
+
+def _rig_and_bundle(bundle: Path | None, *, rig: Path | None, synthetic_cameras: int | None, camera: list[str] | None,
+                    fps: float | None, synthetic_size: str | None):
+    """The rig (from --rig, --synthetic-cameras or --camera) and the bundle it runs."""
+    from vitdeploy.bundle import Bundle
+    from vitdeploy.runtime.rig import load_rig, synthetic_rig, uri_rig
+    from vitdeploy.runtime.run import resolve_bundle
+
+    if sum(x is not None and x != [] for x in (rig, synthetic_cameras, camera)) != 1:
+        raise VitDeployError("give one of --rig RIG.toml, --synthetic-cameras N or --camera URI")
+    if rig is not None:
+        the_rig = load_rig(rig)
+        return the_rig, resolve_bundle(the_rig, bundle)
+    if bundle is None:
+        raise VitDeployError("--synthetic-cameras and --camera need a BUNDLE argument")
+    b = Bundle.open(bundle)
+    if camera:
+        return uri_rig(camera, rate_hz=fps or 0.0, fps=fps or 10.0), b
+    rate = 10.0 if fps is None else fps
+    size = parse_size(synthetic_size, option="--synthetic-size") or tuple(b.manifest.image_size)
+    return synthetic_rig(synthetic_cameras, fps=rate if rate > 0 else 10.0, size=size,
+                         rate_hz=rate if rate > 0 else 0.0), b
 
 
 def _exit_for(summary) -> None:
@@ -140,7 +168,7 @@ def _print_summary(summary) -> None:
     console.print(f"{summary.sets_out} frame sets in {summary.duration_s:.1f} s ({rate:.1f} sets/s); "
                   f"dropped: {drops}; deadline misses: {summary.deadline_misses} over {summary.budget_ms:g} ms "
                   f"(p99 {e2e:.1f} ms); stopped by {summary.stopped_by}", soft_wrap=True)
-    for f in ([summary.jsonl] if summary.jsonl else []) + summary.videos:
+    for f in ([summary.jsonl] if summary.jsonl else []) + summary.videos + ([summary.mcap] if summary.mcap else []):
         console.print(f"wrote {f}")
     for line in summary.overrides:
         console.print(f"[yellow]note:[/] {escape(line)}", soft_wrap=True)

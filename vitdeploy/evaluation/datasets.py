@@ -41,7 +41,8 @@ class EvalImage:
     ``image`` (H, W, 3) uint8 RGB; ``boxes`` (K, 4) float32 x1, y1, x2, y2 in frame pixels and
     ``labels`` (K,) int64 indices into the dataset's ``class_names``; ``semantic`` (H, W) uint8
     class index per pixel (``BACKGROUND`` where there is none) or None; ``label`` the class index
-    of a classification image, else None.
+    of a classification image, else None. ``image_id`` is the image's id in a COCO file (None:
+    predictions files number images from 1 in dataset order).
     """
 
     name: str
@@ -50,13 +51,15 @@ class EvalImage:
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     semantic: np.ndarray | None = None
     label: int | None = None
+    image_id: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class EvalDataset:
     """A labelled dataset: ``task`` (``detection`` or ``classification``), ``class_names`` in label
     order, ``size`` images, ``has_masks`` (per-pixel labels available), and ``images()`` which
-    loads them one at a time (with masks only when asked: they cost time)."""
+    loads them one at a time (with masks only when asked: they cost time). ``category_ids`` are
+    a COCO file's category ids in ``class_names`` order (None: 1, 2, ... in that order)."""
 
     name: str
     task: str
@@ -64,6 +67,7 @@ class EvalDataset:
     size: int
     has_masks: bool
     _load: Callable[[bool], Iterator[EvalImage]]
+    category_ids: tuple[int, ...] | None = None
 
     def images(self, *, masks: bool = False) -> Iterator[EvalImage]:
         return self._load(masks and self.has_masks)
@@ -153,10 +157,11 @@ def coco_dataset(path: str | Path, *, frames: int | None = None) -> EvalDataset:
             boxes[:, 2:] += boxes[:, :2]  # COCO x, y, w, h -> x1, y1, x2, y2
             semantic = _paint(segmentations.get(im.id, []), im.height, im.width) if masks else None
             name = str(im.path.relative_to(root)) if im.path.is_relative_to(root) else str(im.path)
-            yield EvalImage(name, image, boxes, im.labels, semantic)
+            yield EvalImage(name, image, boxes, im.labels, semantic, image_id=im.id)
 
     return EvalDataset(name=f"COCO {coco.annotations}", task="detection", class_names=coco.categories,
-                       size=len(images), has_masks=any(segmentations.values()), _load=load)
+                       size=len(images), has_masks=any(segmentations.values()), _load=load,
+                       category_ids=coco.category_ids)
 
 
 def _coco_segmentations(path: Path, image_ids: set[int], category_ids: tuple[int, ...]) -> dict[int, list]:

@@ -18,7 +18,7 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,8 @@ import numpy as np
 from vitdeploy.bundle import Bundle, Manifest, Precision, atomic_write_text
 from vitdeploy.errors import BundleError, DataError, VitDeployError
 from vitdeploy.evaluation.datasets import EvalDataset, EvalImage, class_mapping
-from vitdeploy.heads import EvalScores, head_for
+from vitdeploy.heads import Detections, EvalScores, head_for
+from vitdeploy.heads.truth import DetectionTruth
 from vitdeploy.runtime.backends import Backend, open_backend
 from vitdeploy.runtime.configs import Configuration, plan
 from vitdeploy.runtime.machine import describe_machine, machine_line
@@ -52,6 +53,8 @@ class EvalResult:
     reason: str | None = None
     scores: EvalScores | None = None
     seconds: float = 0.0
+    #: detection heads: each image's detections (frame pixels, model classes), for predictions files
+    predictions: list[Detections] | None = field(default=None, repr=False)
 
     @property
     def role(self) -> str:
@@ -76,6 +79,10 @@ class EvalReport:
     machine: dict[str, Any]
     results: list[EvalResult]
     created_at: str = ""
+    #: the evaluated images' ids, in order, and model class index -> the dataset's category id
+    #: (``evaluation.predictions`` writes COCO results files with them)
+    image_ids: list[int] = field(default_factory=list, repr=False)
+    categories: dict[int, int] = field(default_factory=dict, repr=False)
 
     @property
     def metrics(self) -> list[str]:
@@ -158,10 +165,12 @@ def check_compatible(manifest: Manifest, dataset: EvalDataset) -> np.ndarray:
 
 
 def evaluate_backends(backends: dict[Configuration, Backend], dataset: EvalDataset, manifest: Manifest, *,
-                      batch: int = 1, progress: ProgressFn | None = None) -> dict[Configuration, EvalResult]:
+                      batch: int = 1, progress: ProgressFn | None = None,
+                      image_ids: list[int] | None = None) -> dict[Configuration, EvalResult]:
     """Run every backend over ``dataset`` in batches of ``batch`` images (the camera axis) and score
     it. A backend that fails with a ``VitDeployError`` part-way is reported skipped with the error;
-    the others go on."""
+    the others go on. ``image_ids`` (a list) receives each image's id, in order."""
+    image_ids = [] if image_ids is None else image_ids
     class_map = check_compatible(manifest, dataset)
     head = head_for(manifest)
     masks = _scores_masks(manifest, dataset)
@@ -192,13 +201,16 @@ def evaluate_backends(backends: dict[Configuration, Backend], dataset: EvalDatas
             progress(done, len(dataset))
 
     for image in dataset.images(masks=masks):
+        image_ids.append(image.image_id if image.image_id is not None else len(image_ids) + 1)
         pending.append(image)
         if len(pending) == batch:
             flush()
     if pending:
         flush()
     return {c: EvalResult(c, status="skipped", reason=failed[c]) if c in failed
-            else EvalResult(c, scores=scorers[c].scores(), seconds=seconds[c]) for c in backends}
+            else EvalResult(c, scores=scorers[c].scores(), seconds=seconds[c],
+                            predictions=scorers[c].predictions if isinstance(scorers[c], DetectionTruth) else None)
+            for c in backends}
 
 
 def _scores_masks(manifest: Manifest, dataset: EvalDataset) -> bool:
@@ -241,7 +253,8 @@ def evaluate_bundle(bundle: Bundle, dataset: EvalDataset, *, configs: list[Confi
     bundle).
     """
     manifest = bundle.manifest
-    check_compatible(manifest, dataset)  # before any backend is opened
+    class_map = check_compatible(manifest, dataset)  # before any backend is opened
+    image_ids: list[int] = []
     results: dict[Configuration, EvalResult] = {}
     backends: dict[Configuration, Backend] = {}
     model = None
@@ -262,7 +275,8 @@ def evaluate_bundle(bundle: Bundle, dataset: EvalDataset, *, configs: list[Confi
             except VitDeployError as exc:
                 results[config] = EvalResult(config, status="skipped", reason=str(exc))
         if backends:
-            results.update(evaluate_backends(backends, dataset, manifest, batch=batch, progress=progress))
+            results.update(evaluate_backends(backends, dataset, manifest, batch=batch, progress=progress,
+                                             image_ids=image_ids))
     finally:
         for backend in backends.values():
             backend.close()
@@ -274,5 +288,13 @@ def evaluate_bundle(bundle: Bundle, dataset: EvalDataset, *, configs: list[Confi
         dataset={"name": dataset.name, "task": dataset.task, "images": len(dataset),
                  "classes": list(dataset.class_names), "masks": _scores_masks(manifest, dataset)},
         machine=describe_machine(), results=[results[c] for c in configs],
-        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), image_ids=image_ids,
+        categories=category_map(dataset, class_map))
+
+
+def category_map(dataset: EvalDataset, class_map: np.ndarray) -> dict[int, int]:
+    """Model class index -> the dataset's category id (a COCO file's own ids; else 1, 2, ... in the
+    dataset's class order), from ``class_map`` (dataset class index -> model class index)."""
+    ids = dataset.category_ids or tuple(range(1, len(dataset.class_names) + 1))
+    return {int(m): int(ids[d]) for d, m in enumerate(class_map)}
 

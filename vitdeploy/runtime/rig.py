@@ -41,13 +41,15 @@ class Camera:
     files and image folders; live captures that fail are reopened every ``reconnect_interval_s``
     seconds, at most ``reconnect_attempts`` times in a row (0: forever). A live capture that takes
     longer than ``timeout_s`` seconds to open, or to deliver its next frame, is given up and
-    reopened.
+    reopened. ``topic`` names the image topic of a recording source (an MCAP file or ROS 2 bag;
+    ``fps`` is then only the expected rate: frames play on the recording's own stamps).
     """
 
     name: str
     source: str
     fps: float
     resolution: tuple[int, int] | None = None
+    topic: str | None = None
     loop: bool = False
     reconnect_interval_s: float = 1.0
     reconnect_attempts: int = 0
@@ -74,12 +76,15 @@ class ModelConfig:
 @dataclass(frozen=True)
 class Outputs:
     """Where results go: ``dir`` (None: the caller's ``out``), a JSON Lines file name in it (None:
-    no JSONL), annotated video, and the live terminal view."""
+    no JSONL), annotated video, the live terminal view, and an MCAP file of the results for
+    Foxglove (``mcap``: a file name in ``dir``, or a path; ``mcap_images`` stores the frames in it too)."""
 
     dir: Path | None = None
     jsonl: str | None = "frames.jsonl"
     video: VideoMode = VideoMode.NONE
     live: bool = True
+    mcap: str | None = None
+    mcap_images: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,9 +119,9 @@ class Rig:
 _TOP_KEYS = {"rate_hz", "sync_tolerance_ms", "latency_budget_ms", "startup_timeout_s", "model", "outputs", "cameras"}
 _MODEL_KEYS = {"bundle", "backend", "precision", "device", "score_threshold", "top_k", "allow_cpu_resize",
                "allow_rejected"}
-_OUTPUT_KEYS = {"dir", "jsonl", "video", "live"}
+_OUTPUT_KEYS = {"dir", "jsonl", "video", "live", "mcap", "mcap_images"}
 _CAMERA_KEYS = {"name", "source", "fps", "resolution", "loop", "reconnect_interval_s", "reconnect_attempts",
-                "timeout_s"}
+                "timeout_s", "topic"}
 
 
 def load_rig(path: str | Path) -> Rig:
@@ -164,10 +169,13 @@ def _camera(f: _Fields, raw: Any, i: int) -> Camera:
     if not isinstance(raw, dict):
         raise RigConfigError(f"{f.source}: {where}: expected a table with name, source and fps, got {raw!r}")
     f.known(raw, _CAMERA_KEYS, where)
+    source = f.string(raw, "source", f"{where}.source", required=True)
+    # a recording's frames play on their own stamps: its fps is only the expected rate
+    recording = "topic" in raw or source.split("#", 1)[0].lower().endswith((".mcap", ".db3"))
     return Camera(
         name=f.string(raw, "name", f"{where}.name", required=True),
-        source=f.string(raw, "source", f"{where}.source", required=True),
-        fps=f.number(raw, "fps", f"{where}.fps", required=True, positive=True),
+        source=source,
+        fps=f.number(raw, "fps", f"{where}.fps", required=not recording, default=10.0, positive=True),
         resolution=f.size(raw, "resolution", f"{where}.resolution"),
         loop=f.boolean(raw, "loop", f"{where}.loop", default=False),
         reconnect_interval_s=f.number(raw, "reconnect_interval_s", f"{where}.reconnect_interval_s", default=1.0,
@@ -175,6 +183,7 @@ def _camera(f: _Fields, raw: Any, i: int) -> Camera:
         reconnect_attempts=int(f.number(raw, "reconnect_attempts", f"{where}.reconnect_attempts", default=0,
                                         minimum=0.0, integer=True)),
         timeout_s=f.number(raw, "timeout_s", f"{where}.timeout_s", default=5.0, positive=True),
+        topic=f.string(raw, "topic", f"{where}.topic", default="") or None,
     )
 
 
@@ -211,8 +220,12 @@ def _outputs(f: _Fields, raw: dict) -> Outputs:
         raise RigConfigError(f"{f.source}: outputs.video: expected one of {', '.join(modes)}, got {video!r}")
     out_dir = f.string(raw, "dir", "outputs.dir", default="")
     jsonl = f.string(raw, "jsonl", "outputs.jsonl", default="frames.jsonl")
+    mcap = f.string(raw, "mcap", "outputs.mcap", default="")
+    if mcap and not mcap.lower().endswith(".mcap"):
+        raise RigConfigError(f"{f.source}: outputs.mcap: expected a file name ending in .mcap, got {mcap!r}")
     return Outputs(dir=Path(out_dir) if out_dir else None, jsonl=jsonl or None, video=VideoMode(video),
-                   live=f.boolean(raw, "live", "outputs.live", default=True))
+                   live=f.boolean(raw, "live", "outputs.live", default=True), mcap=mcap or None,
+                   mcap_images=f.boolean(raw, "mcap_images", "outputs.mcap_images", default=False))
 
 
 class _Fields:
@@ -287,6 +300,43 @@ def _show(value: Any) -> str:
 
 
 # ---- building ---------------------------------------------------------------------------------
+
+def uri_rig(sources: list[str], *, rate_hz: float, fps: float = 10.0, base_dir: str | Path = ".",
+            model: ModelConfig | None = None, outputs: Outputs | None = None) -> Rig:
+    """A rig from camera URIs (`vitdeploy run --camera`), each ``NAME=URI`` or ``URI``
+    (``vitdeploy.runtime.sources``). A recording named without ``#TOPIC`` gives one camera per
+    image topic in it (named after the topics). ``fps`` is the cameras' expected rate, ``rate_hz``
+    the rig's sets per second (0: free-running)."""
+    from vitdeploy.runtime.sources.recording import is_recording, recording_topics, topic_names
+
+    cameras: list[Camera] = []
+    for text in sources:
+        name, sep, uri = text.partition("=")
+        if not sep or "/" in name or ":" in name or "#" in name:  # no NAME=: the whole text is the URI
+            name, uri = "", text
+        if not uri.strip():
+            raise RigConfigError(f"--camera {text!r} names no source; give NAME=URI or URI")
+        path = Path(uri).expanduser()
+        path = path if path.is_absolute() else Path(base_dir) / path
+        if "#" not in uri and is_recording(path):
+            topics = recording_topics(path)
+            names = topic_names(topics) if not name or len(topics) > 1 else [name]
+            cameras += [Camera(name=(f"{name}_{n}" if name and len(topics) > 1 else n), source=f"{uri}#{t}", fps=fps)
+                        for n, t in zip(names, topics, strict=True)]
+            continue
+        if not name:
+            topic = uri.partition("#")[2]
+            name = topic_names([topic])[0] if topic else f"cam{len(cameras)}"
+        cameras.append(Camera(name=name, source=uri, fps=fps))
+    if not cameras:
+        raise RigConfigError("no cameras; give --camera URI (e.g. drive.mcap, drive.mcap#/cam_front/image_raw)")
+    names = [c.name for c in cameras]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise RigConfigError(f"camera names must be unique; repeated: {', '.join(dupes)}; name them: --camera NAME=URI")
+    return Rig(cameras=tuple(cameras), model=model or ModelConfig(), rate_hz=rate_hz, outputs=outputs or Outputs(),
+               base_dir=Path(base_dir))
+
 
 def synthetic_rig(cameras: int = 6, *, fps: float = 10.0, size: tuple[int, int] = (256, 448), seed: int = 0,
                   loop: int = 0, rate_hz: float | None = None, sync_tolerance_ms: float = 50.0,

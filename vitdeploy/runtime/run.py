@@ -58,10 +58,15 @@ class RunOptions:
     handle_sigint: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_frames is not None and self.max_frames < 1:
-            raise DataError(f"max_frames must be at least 1, got {self.max_frames}")
-        if self.duration is not None and not self.duration > 0:
-            raise DataError(f"duration must be a positive number of seconds, got {self.duration}")
+        check_limits(max_frames=self.max_frames, duration=self.duration)
+
+
+def check_limits(*, max_frames: int | None, duration: float | None) -> None:
+    """A ``DataError`` unless ``max_frames`` (when given) is at least 1 and ``duration`` positive, s."""
+    if max_frames is not None and max_frames < 1:
+        raise DataError(f"max_frames must be at least 1, got {max_frames}")
+    if duration is not None and not duration > 0:
+        raise DataError(f"duration must be a positive number of seconds, got {duration}")
 
 
 @contextlib.contextmanager
@@ -184,12 +189,14 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: Run
                          skipped=sync.skipped, empty_ticks=sync.empty_ticks,
                          stopped_by=stopped_by, duration_s=time.monotonic() - started,
                          jsonl=next((f for f in files if f.suffix == ".jsonl"), None),
-                         videos=[f for f in files if f.suffix == ".mp4"], backend=backend_info, overrides=allowed)
+                         videos=[f for f in files if f.suffix == ".mp4"], backend=backend_info, overrides=allowed,
+                         mcap=next((f for f in files if f.suffix == ".mcap"), None))
 
 
 def start_cameras(sources: list[Source], *, timeout_s: float, stop: Callable[[], bool]) -> tuple[float, float]:
     """Open every camera (in its own thread), waiting at most ``timeout_s`` seconds for all of them
-    together, then start their shared clock. Returns the epoch (monotonic s) and the part of the
+    together, then start their shared clock (a rig of recordings: at the earliest first stamp of
+    any of them). Returns the epoch (monotonic s) and the part of the
     start-up time left for the first frame set to wait in."""
     started = time.monotonic()
     deadline = started + timeout_s
@@ -200,8 +207,11 @@ def start_cameras(sources: list[Source], *, timeout_s: float, stop: Callable[[],
             if time.monotonic() >= deadline or stop():
                 break
     epoch = time.monotonic()
+    # recordings: the earliest first stamp of the rig plays at the epoch, the rest as recorded after it
+    firsts = [stamp for source in sources if (stamp := source.first_stamp_ns()) is not None]
+    origin = min(firsts) if firsts else None
     for source in sources:
-        source.set_epoch(epoch)
+        source.set_epoch(epoch, origin_ns=origin)
     return epoch, max(0.0, deadline - epoch)
 
 
@@ -256,6 +266,12 @@ def _open_sinks(rig: Rig, out_dir: Path, *, class_names: list[str]) -> list[Sink
             fps = rig.rate_hz if rig.rate_hz > 0 else max(c.fps for c in rig.cameras)
             video = VideoSink(out_dir, mosaic=rig.outputs.video is VideoMode.MOSAIC, fps=fps, class_names=class_names)
             sinks.append(SinkThread(video, name="video", drop=drop))
+        if rig.outputs.mcap:
+            from vitdeploy.runtime.mcap_sink import McapSink
+
+            mcap = McapSink(out_dir / rig.outputs.mcap, class_names=class_names, budget_ms=rig.latency_budget_ms,
+                            images=rig.outputs.mcap_images)
+            sinks.append(SinkThread(mcap, name="mcap", drop=drop))
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -284,7 +300,7 @@ def _output_dir(rig: Rig, out: str | Path | None) -> Path:
         return Path(out)
     if rig.outputs.dir is not None:
         return rig.outputs.dir if rig.outputs.dir.is_absolute() else rig.base_dir / rig.outputs.dir
-    if rig.outputs.jsonl or rig.outputs.video is not VideoMode.NONE:
+    if rig.outputs.jsonl or rig.outputs.video is not VideoMode.NONE or rig.outputs.mcap:
         raise DataError("no output folder: pass out=... (`--out DIR`) or set [outputs] dir in the rig file")
     return Path(".")
 

@@ -50,10 +50,17 @@ def camera_results(fs: FrameSet) -> list[CameraResult | None]:
     return fs.results
 
 
+#: How the JSONL's per-camera boxes are written: x1, y1, x2, y2 in the camera frame's pixels.
+BOX_FORMAT = "xyxy_pixels"
+
+
 def set_record(fs: FrameSet, *, class_names: list[str], budget_ms: float) -> dict:
-    """One JSON object per frame set: per-camera capture time (monotonic s), frame index, health
-    and results (boxes in frame pixels), the missing cameras, skew, stage timestamps (monotonic s)
-    and latencies (ms), and whether the end-to-end latency missed the budget. A rig-level head's
+    """One JSON object per frame set: per camera its capture time twice — ``capture`` (monotonic s,
+    what latencies are measured with) and ``stamp_ns`` in the source's clock (``clock``:
+    ``recording`` header stamp or ``wall`` UNIX time, ns) — frame index, health and results (boxes
+    as ``box_format`` says); the set's ``stamp_ns`` (earliest camera stamp) and ``wall_time`` (the
+    rig's UNIX time at assembly, s); the missing cameras, skew, stage timestamps (monotonic s) and
+    latencies (ms), and whether the end-to-end latency missed the budget. A rig-level head's
     answer for the whole set is under ``results`` beside ``cameras``."""
     results = camera_results(fs)
     cameras = []
@@ -64,11 +71,16 @@ def set_record(fs: FrameSet, *, class_names: list[str], budget_ms: float) -> dic
             "health": slot.health.value,
             "frame": slot.frame_index,
             "capture": slot.capture_time,
+            "stamp_ns": slot.stamp_ns,
+            "clock": None if slot.clock is None else slot.clock.value,
             "results": [] if slot.missing or result is None else result.to_records(class_names),
         })
     latency = set_latencies_ms(fs)
     record = {
         "set": fs.index,
+        "stamp_ns": fs.stamp_ns,
+        "wall_time": fs.wall_time,
+        "box_format": BOX_FORMAT,
         "cameras": cameras,
         "missing": fs.missing,
         "skew_ms": round(fs.skew_ms, 3),

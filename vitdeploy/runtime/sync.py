@@ -10,6 +10,13 @@ frame of the set is too far apart to fuse and counts as missing. A missing camer
 filled with its last good frame (zeros before it ever delivered) and marked missing — so the batch
 always has one image per camera. Frames a camera delivered that never made it into a set (too far
 apart, or replaced in its buffer by newer ones) are counted per camera in ``skipped``.
+
+A free-running rig of recordings (every source on a recording's clock) is synchronised by the
+recorded stamps instead, so no frame is skipped and two runs give the same sets: each camera
+offers its next unused frame (its *head*); the set's stamp is the earliest head stamp, and every
+camera whose head is stamped within ``tolerance`` after it joins the set with that frame. The
+others are missing from this set and offer the same head to the next one. Every frame lands in
+exactly one set, and the sets depend on the stamps only, not on which camera decoded faster.
 """
 
 from __future__ import annotations
@@ -21,11 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from vitdeploy.runtime.sources.base import Frame, Health, Source
+from vitdeploy.runtime.sources.base import Clock, Frame, Health, Source
 
 #: How long the first set waits for every camera's first frame (opening files, first render), s;
 #: a rig's ``startup_timeout_s`` sets it.
 STARTUP_TIMEOUT_S = 2.0
+#: Recordings synchronised by stamp wait this long for a camera's next frame (a decode on a loaded
+#: machine), s; one that takes longer is missing from that set rather than holding up the rig.
+RECORDING_WAIT_S = 10.0
 
 
 @dataclass
@@ -43,6 +53,8 @@ class CameraSlot:
     capture_time: float | None = None
     frame_index: int | None = None
     channel_order: str = "RGB"
+    stamp_ns: int | None = None  # capture time in the source's clock, ns (None when missing)
+    clock: Clock | None = None
 
     def rgb(self) -> np.ndarray:
         """The image in RGB order (a copy only where it is BGR)."""
@@ -55,13 +67,17 @@ class FrameSet:
 
     ``stamps`` holds ``time.monotonic`` seconds for ``tick`` (when the set was due), ``sync`` (when
     it was assembled) and the start and end of every stage (``preprocess_start``, ...). ``skew_ms``
-    is max - min capture time of the present cameras, ms.
+    is max - min capture time of the present cameras, ms. ``stamp_ns`` is the set's time in the
+    sources' clock (the earliest stamp of its present cameras, ns: a recording's time, or UNIX time)
+    and ``wall_time`` the rig's UNIX time when it was assembled, s.
     """
 
     index: int
     slots: list[CameraSlot]
     skew_ms: float
     stamps: dict[str, float] = field(default_factory=dict)
+    stamp_ns: int | None = None
+    wall_time: float = 0.0
     batch: np.ndarray | None = None  # the model input: (N, 3, h, w) float, or (N, Hs, Ws, 3) raw frames
     lease: Any = None  # the reused batch (``runtime.batches.BatchLease``) this set holds, if any
     letterboxes: list[Any] | None = None
@@ -107,6 +123,8 @@ class Synchronizer:
         self._count = 0
         self._t0: float | None = epoch
         self._tick = 0
+        #: free-running recordings: sets by recorded stamp (module docstring)
+        self.by_stamp = rate_hz <= 0 and bool(sources) and all(s.clock is Clock.RECORDING for s in sources)
 
     def all_finished(self) -> bool:
         """Every source ended or failed, and every frame they delivered was used."""
@@ -115,6 +133,8 @@ class Synchronizer:
     def next_set(self, stop: threading.Event) -> FrameSet | None:
         """Block until the next set is due and assembled; None when ``stop`` is set or every
         source has finished."""
+        if self.by_stamp:
+            return self._next_by_stamp(stop)
         while not stop.is_set():
             tick = self._wait_for_tick(stop)
             if tick is None:
@@ -204,18 +224,60 @@ class Synchronizer:
             if frame is not None and newest - frame.capture_time <= self.tolerance_s:
                 self._consume(s, frame, used=True)
                 self._last_good[s.camera] = frame.image
-                slots.append(CameraSlot(s.camera, frame.image, False, health, frame.capture_time, frame.index,
-                                        s.channel_order))
+                slots.append(self._present(s, frame, health))
                 present.append(frame.capture_time)
             else:
                 if frame is not None:  # too far apart from the others: skip it, take a newer one next tick
                     self._consume(s, frame, used=False)
                 slots.append(CameraSlot(s.camera, self._fill(s.camera), True, health, channel_order=s.channel_order))
+        return self._emit(slots, skew_ms=(max(present) - min(present)) * 1e3, tick=tick)
+
+    def _emit(self, slots: list[CameraSlot], *, skew_ms: float, tick: float) -> FrameSet:
         self._present_last = {slot.camera for slot in slots if not slot.missing}
-        fs = FrameSet(index=self._count, slots=slots, skew_ms=(max(present) - min(present)) * 1e3,
-                      stamps={"tick": tick, "sync": time.monotonic()})
+        stamps = [slot.stamp_ns for slot in slots if not slot.missing and slot.stamp_ns is not None]
+        fs = FrameSet(index=self._count, slots=slots, skew_ms=skew_ms, stamps={"tick": tick, "sync": time.monotonic()},
+                      stamp_ns=min(stamps) if stamps else None, wall_time=time.time())
         self._count += 1
         return fs
+
+    @staticmethod
+    def _present(source: Source, frame: Frame, health: Health) -> CameraSlot:
+        return CameraSlot(source.camera, frame.image, False, health, frame.capture_time, frame.index,
+                          source.channel_order, frame.stamp_ns, frame.clock)
+
+    # ---- recordings, free-running: sets by recorded stamp -------------------------------------
+    def _head(self, source: Source) -> Frame | None:
+        """The source's oldest unused frame."""
+        return next((f for f in source.buffered() if f.index > self._used[source.camera]), None)
+
+    def _next_by_stamp(self, stop: threading.Event) -> FrameSet | None:
+        """The next set of a free-running rig of recordings (module docstring); None at the end."""
+        limit = max(RECORDING_WAIT_S, self.startup_timeout_s if self._count == 0 else 0.0)
+        heads: dict[str, Frame | None] = {}
+        while not heads or not any(heads.values()):
+            deadline = time.monotonic() + limit
+            with self._cond:  # every camera still reading offers its head, or runs out of time
+                while not stop.is_set() and time.monotonic() < deadline and any(
+                        self._head(s) is None and not s.health().finished for s in self.sources):
+                    self._cond.wait(0.05)
+            if stop.is_set():
+                return None
+            heads = {s.camera: self._head(s) for s in self.sources}
+            if not any(heads.values()) and self.all_finished():
+                return None
+        stamped = [f.stamp_ns for f in heads.values() if f is not None]
+        tick_ns, tolerance_ns = min(stamped), round(self.tolerance_s * 1e9)
+        slots, present = [], []
+        for s in self.sources:
+            frame, health = heads[s.camera], s.health()
+            if frame is not None and frame.stamp_ns - tick_ns <= tolerance_ns:
+                self._consume(s, frame, used=True)
+                self._last_good[s.camera] = frame.image
+                slots.append(self._present(s, frame, health))
+                present.append(frame.stamp_ns)
+            else:  # its next frame belongs to a later set
+                slots.append(CameraSlot(s.camera, self._fill(s.camera), True, health, channel_order=s.channel_order))
+        return self._emit(slots, skew_ms=(max(present) - min(present)) / 1e6, tick=time.monotonic())
 
     def _fill(self, camera: str) -> np.ndarray:
         image = self._last_good.get(camera)

@@ -127,21 +127,29 @@ class Recording:
         if count < 1:
             raise DataError(f"sample at least 1 frame, got count={count}")
         self.image_type(topic)
+        size = self._store.log_times()[topic].size
+        picks = np.unique(np.round(np.linspace(0, size - 1, min(count, size))).astype(int)) if size else []
+        return [self.message_at(topic, int(index)).decode() for index in picks]
+
+    def count(self, topic: str) -> int:
+        """How many messages ``topic`` has (from the file's index; 0 for a topic it does not have)."""
+        return int(self._store.log_times().get(topic, np.empty(0)).size)
+
+    def message_at(self, topic: str, index: int) -> ImageMessage:
+        """Message ``index`` (0-based, log-time order) of image topic ``topic``, not yet decoded;
+        only it is read."""
+        self.image_type(topic)
         times = self._store.log_times()[topic]
-        picks = np.unique(np.round(np.linspace(0, times.size - 1, min(count, times.size))).astype(int))
-        frames = []
-        for index in picks if times.size else []:
-            t = int(times[index])
-            # The index within messages logged at the same nanosecond (rare: two frames, one log time).
-            same = int(index - np.searchsorted(times, t, "left"))
-            for k, message in enumerate(self.messages(topic, start_ns=t, end_ns=t + 1)):
-                if k == same:
-                    frames.append(message.decode())
-                    break
-            else:
-                raise DataError(f"{self.path}: message {index} of {topic} is in the file's index but not in its data; "
-                                "the file is inconsistent (`mcap recover` rewrites an MCAP file from its data)")
-        return frames
+        if not 0 <= index < times.size:
+            raise DataError(f"{self.path}: {topic} has {times.size} messages, there is no message {index}")
+        t = int(times[index])
+        # The index within messages logged at the same nanosecond (rare: two frames, one log time).
+        same = int(index - np.searchsorted(times, t, "left"))
+        for k, message in enumerate(self.messages(topic, start_ns=t, end_ns=t + 1)):
+            if k == same:
+                return message
+        raise DataError(f"{self.path}: message {index} of {topic} is in the file's index but not in its data; "
+                        "the file is inconsistent (`mcap recover` rewrites an MCAP file from its data)")
 
     def close(self) -> None:
         self._store.close()

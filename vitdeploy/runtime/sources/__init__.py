@@ -10,6 +10,9 @@ URI                                              source
 ``rtsp://host/stream``, ``http(s)://...``        network stream (OpenCV / FFmpeg)
 ``gst://v4l2src ! videoconvert ! appsink``       GStreamer pipeline (OpenCV built with GStreamer;
                                                  a string with `` ! `` needs no ``gst://``)
+``drive.mcap#/cam_front/image_raw/compressed``   one image topic of an MCAP file, a ``.db3`` file or
+                                                 a ROS 2 bag folder (``#TOPIC`` or the camera's
+                                                 ``topic``; none: the only image topic there is)
 ===============================================  =============================================
 """
 
@@ -20,9 +23,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from vitdeploy.errors import RigConfigError
 from vitdeploy.runtime.rig import Camera
-from vitdeploy.runtime.sources.base import Frame, FrameError, Health, Source, SourceStatus
+from vitdeploy.runtime.sources.base import Clock, Frame, FrameError, Health, Source, SourceStatus
 
-__all__ = ["Frame", "FrameError", "Health", "Source", "SourceStatus", "open_source"]
+__all__ = ["Clock", "Frame", "FrameError", "Health", "Source", "SourceStatus", "open_source"]
 
 _STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 
@@ -74,9 +77,20 @@ def open_source(camera: Camera, *, paced: bool = True, base_dir: str | Path = ".
     if scheme not in ("", "file"):
         raise RigConfigError(f"camera {camera.name!r}: unknown source scheme {scheme!r} in {uri!r}; use a file or "
                              "folder path, synthetic://, device://, rtsp://, http(s):// or gst://")
-    path = Path(parts.path if scheme == "file" else uri).expanduser()
-    if not path.is_absolute():
-        path = Path(base_dir) / path
+    path = _local_path(parts.path if scheme == "file" else uri, base_dir)
+    recording = _recording_path(parts.path if scheme == "file" else uri.split("#", 1)[0], base_dir)
+    if recording is not None:
+        from vitdeploy.runtime.sources.recording import RecordingSource
+
+        if camera.loop:
+            raise RigConfigError(f"camera {camera.name!r}: a recording plays once; remove loop = true")
+        topic = camera.topic or parts.fragment or None
+        if camera.topic and parts.fragment and camera.topic != parts.fragment:
+            raise RigConfigError(f"camera {camera.name!r}: topic {camera.topic!r} and {uri!r} name different topics")
+        return RecordingSource(camera.name, recording, topic=topic, **common)
+    if camera.topic:
+        raise RigConfigError(f"camera {camera.name!r}: topic is for recordings (.mcap, .db3, a ROS 2 bag folder); "
+                             f"{uri!r} is not one")
     if path.is_dir():
         from vitdeploy.runtime.sources.images import ImageFolderSource
 
@@ -84,6 +98,19 @@ def open_source(camera: Camera, *, paced: bool = True, base_dir: str | Path = ".
     from vitdeploy.runtime.sources.video import VideoFileSource
 
     return VideoFileSource(camera.name, path, loop=camera.loop, **common)
+
+
+def _local_path(text: str, base_dir: str | Path) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def _recording_path(text: str, base_dir: str | Path) -> Path | None:
+    """The recording ``text`` names (before any ``#TOPIC``), or None when it is no recording."""
+    from vitdeploy.runtime.sources.recording import is_recording
+
+    path = _local_path(text, base_dir)
+    return path if is_recording(path) else None
 
 
 def _query(camera: Camera, query: str, known: set[str]) -> dict[str, str]:

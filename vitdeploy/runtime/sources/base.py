@@ -10,6 +10,11 @@ hardware-triggered camera, and stamps it with that time as its capture time (all
 epoch, so their frames line up even when one decodes or renders slower). An *unpaced* one
 (free-running rigs) publishes the next frame as soon as the last was taken, so offline runs and
 benchmarks skip nothing and never spin. Live captures deliver at the device's own rate.
+
+Time (DESIGN.md decision 9): a frame's ``capture_time`` (``time.monotonic`` s) measures latency;
+its ``stamp_ns`` is the capture time in the source's clock: a recording's header stamp, or UNIX
+time for live cameras, files and synthetic cameras. A paced recording publishes each frame at
+``epoch + (stamp - origin)`` (origin: the rig's earliest first stamp): it plays on its own clock.
 """
 
 from __future__ import annotations
@@ -40,6 +45,21 @@ class Health(str, enum.Enum):
         return self in (Health.ENDED, Health.FAILED)
 
 
+class Clock(str, enum.Enum):
+    """Which clock a frame's ``stamp_ns`` is in."""
+
+    WALL = "wall"  # UNIX time of the capture (live cameras, files, synthetic cameras)
+    RECORDING = "recording"  # the recording's header stamp
+
+
+@dataclass(frozen=True)
+class StampedImage:
+    """What a recording source's ``_read`` returns: ``image`` captured at ``stamp_ns`` (its clock, ns)."""
+
+    image: np.ndarray
+    stamp_ns: int
+
+
 class FrameError(DataError):
     """One unreadable frame; the source skips it, counts it as corrupt and reads on."""
 
@@ -49,12 +69,15 @@ class Frame:
     """One camera frame: ``image`` (H, W, 3) uint8 in its source's ``channel_order`` (RGB unless
     the rig asked for BGR), captured at ``capture_time`` seconds (``time.monotonic``: when a live
     frame arrived, or a paced frame's due time). ``index`` counts the frames this source
-    delivered, from 0."""
+    delivered, from 0. ``stamp_ns`` is the capture time in the source's clock (ns; ``clock`` says
+    which: a recording's stamp or UNIX wall time)."""
 
     camera: str
     index: int
     image: np.ndarray
     capture_time: float
+    stamp_ns: int = 0
+    clock: Clock = Clock.WALL
 
 
 @dataclass(frozen=True)
@@ -86,6 +109,8 @@ class Source(abc.ABC):
     live: bool = False
     #: the channel orders this source delivers without a conversion of its own (decoders: BGR too)
     channel_orders: tuple[str, ...] = ("RGB",)
+    #: the clock of the frames' ``stamp_ns``; recording sources return ``StampedImage`` from ``_read``
+    clock: Clock = Clock.WALL
 
     def __init__(self, camera: str, *, fps: float, paced: bool = True, buffer: int = 2,
                  stall_timeout_s: float | None = None, reconnect_interval_s: float = 1.0,
@@ -115,6 +140,7 @@ class Source(abc.ABC):
         self._last_error: str | None = None
         self._last_frame_time: float | None = None
         self._started_at = 0.0
+        self._origin_ns: int | None = None  # recordings: the stamp that plays at the epoch
         self._epoch_set = threading.Event()  # paced frames are due from the epoch on
         self._opened = threading.Event()  # opened once, or the thread ended: nothing to wait for
 
@@ -148,11 +174,18 @@ class Source(abc.ABC):
         self._thread = threading.Thread(target=self._run, name=f"source-{self.camera}", daemon=True)
         self._thread.start()
 
-    def set_epoch(self, epoch: float) -> None:
-        """Start the clock of a source started ``deferred``: paced frame k is due at ``epoch + k / fps``."""
+    def set_epoch(self, epoch: float, *, origin_ns: int | None = None) -> None:
+        """Start the clock of a source started ``deferred``: paced frame k is due at ``epoch + k / fps``;
+        a paced recording's frame stamped ``s`` at ``epoch + (s - origin_ns) / 1e9`` (default
+        origin: its own first stamp)."""
         with self._cond:
             self._started_at = epoch
+            self._origin_ns = origin_ns
         self._epoch_set.set()
+
+    def first_stamp_ns(self) -> int | None:
+        """Recordings: the first frame's stamp once opened (``start_cameras`` starts at the earliest)."""
+        return None
 
     def wait_opened(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until the source opened (or gave up); False if not yet."""
@@ -273,6 +306,9 @@ class Source(abc.ABC):
                 continue
             if image is None:
                 return
+            stamp_ns = None
+            if isinstance(image, StampedImage):
+                image, stamp_ns = image.image, image.stamp_ns
             problem = _check_frame(image)
             if problem:
                 self._count_corrupt(problem)
@@ -280,10 +316,17 @@ class Source(abc.ABC):
             captured = None  # live and unpaced frames: the moment they arrived
             if self.live:
                 pass  # the device sets the pace
+            elif self.paced and stamp_ns is not None:
+                if not self._wait_epoch():
+                    return
+                origin = self._origin_ns if self._origin_ns is not None else self.first_stamp_ns() or stamp_ns
+                # on the recording's clock: a late frame is published late, never skipped ahead of
+                captured = self._started_at + (stamp_ns - origin) / 1e9
+                if self._stop.wait(max(0.0, captured - time.monotonic())):
+                    return
             elif self.paced and period:
-                while not self._epoch_set.wait(0.1):  # the first frame is read; the rig's clock not started
-                    if self._stop.is_set():
-                        return
+                if not self._wait_epoch():
+                    return
                 due = self._started_at + k * period
                 now = time.monotonic()
                 if now - due > period:  # fell behind (slow read): skip ahead rather than burst
@@ -297,7 +340,14 @@ class Source(abc.ABC):
                 captured = due
             elif not self._wait_taken():
                 return
-            self._publish(image, captured)
+            self._publish(image, captured, stamp_ns)
+
+    def _wait_epoch(self) -> bool:
+        """Wait until the rig's clock started (the first frame is read before it); False when stopping."""
+        while not self._epoch_set.wait(0.1):
+            if self._stop.is_set():
+                return False
+        return True
 
     def _wait_taken(self) -> bool:
         """Unpaced: wait until the consumer took the last frame; False when stopping."""
@@ -306,10 +356,13 @@ class Source(abc.ABC):
                 self._cond.wait(0.1)
         return not self._stop.is_set()
 
-    def _publish(self, image: np.ndarray, captured: float | None = None) -> None:
+    def _publish(self, image: np.ndarray, captured: float | None = None, stamp_ns: int | None = None) -> None:
         now = time.monotonic()
+        captured = now if captured is None else captured
+        if stamp_ns is None:  # the wall-clock time of the capture (a paced frame's due time)
+            stamp_ns = time.time_ns() - round((now - captured) * 1e9)
         with self._cond:
-            self._frames.append(Frame(self.camera, self._delivered, image, now if captured is None else captured))
+            self._frames.append(Frame(self.camera, self._delivered, image, captured, stamp_ns, self.clock))
             self._delivered += 1
             self._last_frame_time = now
             self._health = Health.OK
