@@ -1,5 +1,6 @@
 """Replay fixtures (see replay_data.py): ``replay_bundle`` detects confidently and has an INT8
-variant; ``drives`` is a folder of small drives and one corrupt video."""
+variant; ``drives`` is a folder of small drives (videos, a folder of per-camera videos, an MCAP
+file) and one corrupt video."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from recording_files import stream, write_ros2_mcap
 from replay_data import quantize_weights, sharpen_logits, write_drive
 
 from vitdeploy.bundle import Bundle, Precision, Variant, sha256_file
@@ -35,10 +37,14 @@ def replay_bundle(exported, tmp_path_factory) -> Bundle:
 
 @pytest.fixture(scope="session")
 def drives(replay_bundle, tmp_path_factory) -> Path:
-    """A folder of 4 small drives (3 single videos, 1 folder of 2 cameras) and one corrupt video."""
+    """A folder of 5 small drives (3 single videos, a folder of 2 cameras, an MCAP file of 2 image
+    topics) and one corrupt video."""
     root = tmp_path_factory.mktemp("drives")
     for i in range(3):
         write_drive(root / f"drive{i}.mp4", bundle=replay_bundle, seed=i)
     write_drive(root / "rig2", bundle=replay_bundle, seed=7, cameras=2)
+    image = "sensor_msgs/msg/CompressedImage"
+    write_ros2_mcap(root / "recorded.mcap", {"/cam_front/image_raw/compressed": (image, stream(5, seed=1)),
+                                             "/cam_left/image_raw/compressed": (image, stream(5, seed=2))})
     (root / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
     return root

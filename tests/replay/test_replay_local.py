@@ -135,3 +135,22 @@ def test_without_ray_the_replay_extra_is_named(replay_bundle, drives, tmp_path, 
     r = invoke("replay", replay_bundle.path, "--data", drives / "drive0.mp4", "-o", tmp_path / "R")
     assert r.exit_code == 1 and "Ray from the replay extra" in r.output and "--workers 0" in r.output
 
+
+
+def test_an_mcap_drive_replays_one_camera_per_image_topic_as_run_does(replay_bundle, tmp_path, invoke):
+    from recording_files import stream, write_ros2_mcap
+
+    image = "sensor_msgs/msg/CompressedImage"
+    drive = write_ros2_mcap(tmp_path / "drive.mcap", {
+        "/cam_front/image_raw/compressed": (image, stream(6, seed=1)),
+        "/cam_left/image_raw/compressed": (image, stream(6, offset_ns=20_000_000, seed=2))})
+    (result,) = replay(replay_bundle, drive, options=options(tmp_path / "R")).results
+    assert result.ok, result.reason
+    folder = tmp_path / "R" / "recordings" / "drive"
+    views = detection_views(folder / "int8.jsonl")
+    # by recorded stamp: frame k of both topics (20 ms apart) in set k, none skipped
+    assert [[(c["name"], c["frame"]) for c in v["cameras"]] for v in views] == [
+        [("cam_front", k), ("cam_left", k)] for k in range(6)]
+    r = invoke("run", "--rig", folder / "rig.int8.toml", "--out", tmp_path / "run", "--no-live")
+    assert r.exit_code == 0, r.output
+    assert detection_views(tmp_path / "run" / "int8.jsonl") == views

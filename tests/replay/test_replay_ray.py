@@ -1,4 +1,5 @@
-"""Replay on a local Ray with 2 workers: per-recording outputs and report, a corrupt recording,
+"""Replay on a local Ray with 2 workers: per-recording outputs and report for videos, a folder of
+per-camera videos and an MCAP file, a corrupt recording,
 re-runs that recompute nothing, a worker killed mid-recording, and detections equal to `vitdeploy
 run` in one process. One Ray for the whole module (it takes seconds to start)."""
 
@@ -47,14 +48,14 @@ def mtimes(folder):
     return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
-def test_two_workers_replay_four_recordings_as_one_process_would(replay_bundle, drives, tmp_path):
+def test_two_workers_replay_five_recordings_as_one_process_would(replay_bundle, drives, tmp_path):
     out = tmp_path / "R"
     options = ReplayOptions(out=out, workers=2, quiet=True)
     report = replay(replay_bundle, drives, options=options)
     by_id = {r.recording.id: r for r in report.results}
-    assert sorted(by_id) == ["corrupt", "drive0", "drive1", "drive2", "rig2"]
+    assert sorted(by_id) == ["corrupt", "drive0", "drive1", "drive2", "recorded", "rig2"]
     assert [r.recording.id for r in report.failed] == ["corrupt"] and "cannot open video" in by_id["corrupt"].reason
-    assert len(report.complete) == 4 and report.scheduler == "on Ray (local)"
+    assert len(report.complete) == 5 and report.scheduler == "on Ray (local)"
     assert len({r.worker for r in report.complete}) == 2, "both workers replayed recordings"
     for name in ("report.json", "report.md", "report.png"):
         assert (out / name).is_file()
@@ -72,7 +73,7 @@ def test_two_workers_replay_four_recordings_as_one_process_would(replay_bundle, 
 
     before = mtimes(out / "recordings")
     again = replay(replay_bundle, drives, options=options)
-    assert again.replayed == [] and all(r.reused for r in again.complete) and len(again.complete) == 4
+    assert again.replayed == [] and all(r.reused for r in again.complete) and len(again.complete) == 5
     assert [r.recording.id for r in again.failed] == ["corrupt"]  # tried again: it may have been fixed
     assert mtimes(out / "recordings") == before
 

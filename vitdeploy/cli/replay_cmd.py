@@ -23,11 +23,11 @@ from vitdeploy.extras import require_command
 
 EPILOG = (
     "Examples:\n\n"
-    "  vitdeploy replay bundles/demo-detr --data 'drives/*.mp4' --precision fp16,int8 --out runs/replay\n\n"
+    "  vitdeploy replay bundles/demo-detr --data 'drives/*.mcap' --precision fp16,int8 --out runs/replay\n\n"
     "  vitdeploy replay bundles/demo-detr --data drives.txt --address ray://head:10001 --gpus-per-worker 0.5 "
     "--backend tensorrt\n\n"
     "--data: a glob (each match is a recording), a folder (each entry is one), a text file listing paths, a "
-    "video, an image folder, a folder of per-camera videos, a COCO set. A re-run skips recordings whose outputs "
+    "video, an image folder, a folder of per-camera videos, an MCAP file or ROS 2 bag, a COCO set. A re-run skips recordings whose outputs "
     "are complete for the same bundle files and settings.\n\n"
     "Exit code: 0 every recording replayed; 1 error, or none could be replayed; 3 some recordings failed "
     "(listed on stderr, the others are complete)."

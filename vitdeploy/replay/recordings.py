@@ -11,8 +11,8 @@ on disk                     recording
                             ``left/``, ... one camera each, in name order
 ``set/annotations.json``    a COCO set (``vitdeploy data synth`` writes one): one camera, the
                             images in the file's order, with its labels as ground truth
-``drive.mcap``, bag folder  an MCAP file or ROS 2 bag, one camera per image topic (the recording
-                            sources of issue 16 part 2; until they are in, reported as failed)
+``drive.mcap``, bag folder  an MCAP file or ROS 2 bag (or ``.db3``), one camera per image
+                            topic, synchronised by the recorded stamps
 ==========================  ===================================================================
 
 ``--data`` names recordings as a glob (each match is one), a text file listing paths or

@@ -1,7 +1,9 @@
 """A recording as a free-running rig: the rig `vitdeploy run` runs it with, and the sources replay
 makes itself (a COCO set's images, with their labels).
 
-Replay rigs run free-running (``rate_hz = 0``: no frame is skipped) with a sync tolerance of
+Replay rigs run free-running (``rate_hz = 0``: no frame is skipped). An MCAP file or ROS 2 bag
+has one camera per image topic and is synchronised by its recorded stamps (the runtime's sync of
+recordings; ``RECORDED_SYNC_TOLERANCE_MS``). Videos and image folders have a sync tolerance of
 ``SYNC_TOLERANCE_MS``. File sources deliver the next frame once the last was taken, stamped with
 the moment it arrived, so the tolerance is a wait, not a statement about the recording's clock:
 a long one makes every set frame k of every camera (lock-step), whatever the speed at which each
@@ -17,6 +19,7 @@ import numpy as np
 
 from vitdeploy.bundle import Manifest
 from vitdeploy.errors import DataError
+from vitdeploy.extras import Extra, require
 from vitdeploy.heads import Detections
 from vitdeploy.replay.recordings import DEFAULT_FPS, Recording, RecordingKind
 from vitdeploy.runtime.rig import Camera, ModelConfig, Outputs, Rig, VideoMode
@@ -25,6 +28,10 @@ from vitdeploy.runtime.sources.base import FrameError
 
 #: How long a set waits for a camera's next frame, ms (see the module docstring).
 SYNC_TOLERANCE_MS = 10_000.0
+#: Recordings (MCAP, bags) are synchronised by their recorded stamps (the runtime's free-running
+#: sync of recordings: every frame in exactly one set): frames this far apart in recorded time, ms,
+#: are one set, as on a live rig.
+RECORDED_SYNC_TOLERANCE_MS = 50.0
 #: How long the first set waits for every camera to open, s.
 STARTUP_TIMEOUT_S = 30.0
 #: The latency budget of replay rigs, ms: offline, it only counts deadline misses in the JSONL.
@@ -34,14 +41,26 @@ LATENCY_BUDGET_MS = 100.0
 def recording_rig(recording: Recording, *, model: ModelConfig, jsonl: str) -> Rig:
     """The free-running rig that replays ``recording`` with ``model`` (backend, precision, score
     threshold) into the JSONL file ``jsonl`` (a name in the run's output folder)."""
+    tolerance_ms = SYNC_TOLERANCE_MS
     if recording.kind is RecordingKind.RECORDING:
-        raise DataError(f"{recording.path}: replaying MCAP files and ROS 2 bags needs the runtime's recording "
-                        "sources, which this vitdeploy does not have yet; replay videos or image folders of "
-                        "its cameras instead")
-    cameras = tuple(Camera(name=c.name, source=c.source, fps=DEFAULT_FPS) for c in recording.cameras)
-    return Rig(cameras=cameras, model=model, rate_hz=0.0, sync_tolerance_ms=SYNC_TOLERANCE_MS,
+        cameras = _topic_cameras(recording.path)
+        tolerance_ms = RECORDED_SYNC_TOLERANCE_MS
+    else:
+        cameras = tuple(Camera(name=c.name, source=c.source, fps=DEFAULT_FPS) for c in recording.cameras)
+    return Rig(cameras=cameras, model=model, rate_hz=0.0, sync_tolerance_ms=tolerance_ms,
                latency_budget_ms=LATENCY_BUDGET_MS, startup_timeout_s=STARTUP_TIMEOUT_S,
                outputs=Outputs(dir=None, jsonl=jsonl, video=VideoMode.NONE, live=False))
+
+
+def _topic_cameras(path: Path) -> tuple[Camera, ...]:
+    """One camera per image topic of an MCAP file or ROS 2 bag, named as `vitdeploy run --camera`
+    names them (read here, on the worker: an unreadable file fails this recording only)."""
+    require(Extra.RECORDINGS, needed_by=f"replaying {path}")
+    from vitdeploy.runtime.sources.recording import recording_topics, topic_names
+
+    topics = recording_topics(path)
+    return tuple(Camera(name=n, source=f"{path}#{t}", fps=DEFAULT_FPS)
+                 for n, t in zip(topic_names(topics), topics, strict=True))
 
 
 def rig_toml(rig: Rig, *, bundle: Path) -> str:
