@@ -63,7 +63,8 @@ def evaluate(
     backends = parse_list(backend) or ["onnxruntime"]
     configs = eval_plan(b, backends=backends, precisions=precisions, device=device, allow_rejected=allow_rejected)
 
-    console.print(f"[bold]{b.manifest.model}[/] on {escape(dataset.name)}: {len(dataset)} images, "
+    unit = "frame sets" if dataset.task == "detection3d" else "images"
+    console.print(f"[bold]{b.manifest.model}[/] on {escape(dataset.name)}: {len(dataset)} {unit}, "
                   f"{len(configs)} configurations")
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
