@@ -131,7 +131,7 @@ class Rig:
 
 _TOP_KEYS = {"rate_hz", "sync_tolerance_ms", "latency_budget_ms", "startup_timeout_s", "model", "outputs", "cameras"}
 _MODEL_KEYS = {"bundle", "backend", "precision", "device", "score_threshold", "top_k", "allow_cpu_resize",
-               "allow_rejected"}
+               "allow_rejected", "geometry"}
 _OUTPUT_KEYS = {"dir", "jsonl", "video", "live", "mcap", "mcap_images"}
 _CAMERA_KEYS = {"name", "source", "fps", "resolution", "loop", "reconnect_interval_s", "reconnect_attempts",
                 "timeout_s", "topic", "geometry"}
