@@ -22,11 +22,22 @@ def _check_agreement(result) -> None:
     assert result.data.calibration["intrinsics"].shape == (16 * 6, 3, 3)
 
 
-def test_fp16_agrees_with_fp32_on_generated_frame_sets(rig_bundle):
+def test_fp16_agrees_with_fp32_on_generated_frame_sets_and_eval_scores_each_precision(rig_bundle):
+    from vitdeploy.bundle import Bundle, Precision
+    from vitdeploy.evaluation.datasets import open_dataset
+    from vitdeploy.evaluation.evaluate import eval_plan, evaluate_bundle
+
     result = calibrate_bundle(rig_bundle.path, precision="fp16",
                               options=CalibrationOptions(samples=16, heldout=4))
     _check_agreement(result)
     assert result.fp16.reference_frames % 6 == 0  # AutoCast ran whole frame sets
+    bundle = Bundle.open(rig_bundle.path)
+    data = open_dataset("synthetic:frames=3", image_size=(64, 96), task="detection3d")
+    report = evaluate_bundle(bundle, data, configs=eval_plan(bundle, precisions=[Precision.FP32, Precision.FP16]))
+    scores = {r.config.precision: r.scores for r in report.results if r.config.backend == "onnxruntime"}
+    assert report.metrics == ["map3d", "mate", "mase", "maoe"] and "mAP (nuScenes)" in report.to_markdown()
+    assert scores[Precision.FP16].images == 3 and scores[Precision.FP16].mate is not None
+    assert scores[Precision.FP16].map3d == pytest.approx(scores[Precision.FP32].map3d, abs=0.05)
 
 
 def test_int8_keeps_attention_over_all_cameras_and_the_geometry_in_high_precision(rig_bundle):
@@ -60,3 +71,4 @@ def test_autocast_gets_one_file_per_frame_set(tmp_path):
     assert folder.endswith("calibration.sets") and files == ["000000.npz", "000001.npz"]
     with np.load(tmp_path / "calibration.sets" / "000001.npz") as second:
         np.testing.assert_array_equal(second["images"][:, 0], np.arange(6.0, 12.0))
+
