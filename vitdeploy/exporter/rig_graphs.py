@@ -89,7 +89,7 @@ def rig_graph_spec(model: RigPerceptionModel, *, image_size: tuple[int, int], ma
     inputs = [
         TensorSpec("images", "float32", [CAMERA_AXIS, 3, h, w], "normalised camera images of one frame set, RGB, NCHW"),
         TensorSpec("intrinsics", "float32", [CAMERA_AXIS, 3, 3],
-                   "per camera [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] in model-input pixels"),
+                   "per camera the pinhole matrix K (fx, 0, cx; 0, fy, cy; 0, 0, 1) in model-input pixels"),
         TensorSpec("cam_to_ego", "float32", [CAMERA_AXIS, 4, 4], "per camera, camera frame -> ego frame, metres"),
     ]
     shapes = {name: list(o.shape) for name, o in zip(model.output_names, outs, strict=True)}
