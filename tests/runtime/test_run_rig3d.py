@@ -46,11 +46,11 @@ def test_a_rig_without_geometry_is_a_one_line_error_unless_told_to_use_the_expor
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "camera 'front' has no geometry" in result.output and "[cameras.geometry]" in result.output
     assert not (tmp_path / "out" / "frames.jsonl").exists()
-    told = invoke("run", rig3d_bundle.path, "--rig", rig_file(tmp_path, 6, geometry=False,
-                                                                 model='geometry = "exported"'),
-                  "--out", tmp_path / "out", "--max-frames", "1")
-    assert told.exit_code == 0, told.output
-    assert len(json.loads((tmp_path / "out" / "frames.jsonl").read_text())["results"]) == 10
+    for told in (["--rig", rig_file(tmp_path, 6, geometry=False, model='geometry = "exported"')],
+                 ["--rig", rig_file(tmp_path, 6, geometry=False), "--exported-geometry"]):
+        result = invoke("run", rig3d_bundle.path, *told, "--out", tmp_path / "out", "--max-frames", "1")
+        assert result.exit_code == 0, result.output
+        assert len(json.loads((tmp_path / "out" / "frames.jsonl").read_text())["results"]) == 10
 
 
 def test_a_rig_with_another_camera_count_is_a_one_line_error(rig3d_bundle, tmp_path, invoke):

@@ -14,8 +14,17 @@ weights, per-tensor symmetric INT8 activations); vitdeploy decides *where*:
   q @ k^T alone cost nothing even at 252 keys. Both or neither, so TensorRT can fuse the
   attention in one precision;
 * high precision: LayerNorm, Softmax, GELU, residual adds (they are never GEMMs), the output
-  layers (box MLP's last layer, class embedding, mask products), other activation products, and
-  whatever ``--exclude`` names.
+  layers (box MLP's last layer, class embedding, mask products), other activation products, the
+  layers the head kind keeps (``Head.high_precision_layers``: a rig-level 3D head's ray-encoding
+  MLP and box regression), and whatever ``--exclude`` names.
+
+A rig-level graph (one frame set per run, ``calibration.rig_data``) has attention whose keys are
+the tokens of every camera: its Perceiver read has latents x (cameras x patches) scores, 256 x 2688
+for vit-tiny-rig3d at 6 x 256x448 (8400 keys at 448x800). The token count is taken at the bundle's
+camera count (the graph's ``cameras`` axis is symbolic), so that attention stays in high precision
+(FP16, its softmax FP32), while its Q/K/V projections — the GEMMs over all cameras' tokens — are
+quantized like every other GEMM; the latent self-attention and the query decoder quantize their
+attention only where their key count (latents, queries) is within ``attention_tokens``.
 
 ModelOpt does not recognise vitdeploy's explicit attention as MHA and, left alone, quantizes
 both attention matmuls and the residual adds; so vitdeploy restricts it to the planned nodes, and
