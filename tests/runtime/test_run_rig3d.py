@@ -6,7 +6,7 @@ from vitdeploy.runtime.rig import Outputs, synthetic_rig
 from vitdeploy.runtime.run import RunOptions, run_rig
 
 
-def rig_file(tmp_path, cameras, *, geometry: bool, model: str = "") -> str:
+def rig_file(tmp_path, cameras, *, geometry: bool, model: str = "", name: str = "rig.toml") -> str:
     """A rig file of the synthetic rig's first ``cameras`` cameras at 64x96, with the synthetic
     rig's geometry or without any."""
     from vitdeploy.data.geometry import CameraGeometry
@@ -20,7 +20,7 @@ def rig_file(tmp_path, cameras, *, geometry: bool, model: str = "") -> str:
             g = CameraGeometry.from_rig_camera(cam)
             text += (f"[cameras.geometry]\nfx = {g.fx}\nfy = {g.fy}\ncx = {g.cx}\ncy = {g.cy}\n"
                      f"position = {list(g.position)}\nyaw_deg = {g.yaw_deg}\npitch_deg = {g.pitch_deg}\n")
-    path = tmp_path / "rig.toml"
+    path = tmp_path / name
     path.write_text(text)
     return str(path)
 
@@ -46,7 +46,7 @@ def test_a_rig_without_geometry_is_a_one_line_error_unless_told_to_use_the_expor
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "camera 'front' has no geometry" in result.output and "[cameras.geometry]" in result.output
     assert not (tmp_path / "out" / "frames.jsonl").exists()
-    for told in (["--rig", rig_file(tmp_path, 6, geometry=False, model='geometry = "exported"')],
+    for told in (["--rig", rig_file(tmp_path, 6, geometry=False, model='geometry = "exported"', name="told.toml")],
                  ["--rig", rig_file(tmp_path, 6, geometry=False), "--exported-geometry"]):
         result = invoke("run", rig3d_bundle.path, *told, "--out", tmp_path / "out", "--max-frames", "1")
         assert result.exit_code == 0, result.output
