@@ -285,7 +285,7 @@ def _convert(precision: Precision, src: Path, out: Path, *, log: Path, calib: Ca
         return _Conversion(recipe=recipe, fp16=convert_fp16(src, out, calibration=calib.calibration, layers=layers,
                                                             log_path=log, keep_fp32=keep_fp32,
                                                             set_cameras=calib.set_cameras))
-    say(f"quantizing to INT8 with ModelOpt ({recipe.method.value} calibration, {calib.samples} frames)", 0, 0)
+    say(f"quantizing to INT8 with ModelOpt ({recipe.method.value} calibration, {calib.samples} {calib.unit})", 0, 0)
     conv = _Conversion(recipe=recipe, placement=quantize_int8(src, out, calibration=calib.calibration, placement=plan,
                                                               recipe=recipe, log_path=log,
                                                               set_cameras=calib.set_cameras))

@@ -13,7 +13,7 @@ manifest's preprocessing as the runtime's does (``runtime.rig_geometry``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,8 @@ from vitdeploy.runtime.rig_geometry import geometry_inputs
 
 #: (frames in rig order, their cameras' geometry): one frame set.
 FrameSet = tuple[list[np.ndarray], Sequence[CameraGeometry]]
+#: Reads (renders) one frame set when called: sets are read one at a time, not all held at once.
+SetReader = Callable[[], FrameSet]
 
 
 def load_frame_sets(source: str, *, inputs: list[TensorSpec], preprocessing: Preprocessing, cameras: int,
@@ -62,10 +64,11 @@ def load_frame_sets(source: str, *, inputs: list[TensorSpec], preprocessing: Pre
     return data
 
 
-def _feeds(sets: Sequence[tuple[int, object]], preprocessing: Preprocessing, *, stage: str, count: int,
+def _feeds(sets: Sequence[SetReader], preprocessing: Preprocessing, *, stage: str, count: int,
            progress: ProgressFn | None) -> dict[str, np.ndarray]:
+    """The graph's inputs for ``sets``, concatenated along the camera axis, set after set."""
     parts: dict[str, list[np.ndarray]] = {}
-    for done, (_key, read) in enumerate(sets, 1):
+    for done, read in enumerate(sets, 1):
         frames, geometry = read()
         images, _ = prepare_batch(frames, preprocessing, allow_resize=True)
         for name, value in {"images": images, **geometry_inputs(geometry, preprocessing)}.items():
@@ -76,27 +79,26 @@ def _feeds(sets: Sequence[tuple[int, object]], preprocessing: Preprocessing, *, 
 
 
 def _synthetic_sets(preprocessing: Preprocessing, cameras: int, samples: int, heldout: int,
-                    rng: np.random.Generator) -> tuple[list, list]:
+                    rng: np.random.Generator) -> tuple[list[SetReader], list[SetReader]]:
     from vitdeploy.data.scenes import SceneGenerator
 
     size = tuple(preprocessing.source_size or preprocessing.image_size)
     gen = SceneGenerator(size=size, cameras=cameras, seed=int(rng.integers(0, 2**31)), with_masks=False)
 
-    def read(tick: int):
+    def read(tick: int) -> SetReader:
         return lambda: ([f.image for f in gen.frame_set(tick)],
                         [CameraGeometry.from_rig_camera(c) for c in gen.scene_at(tick)[2]])
 
-    def draw(count: int, parity: int) -> list:
+    def draw(count: int, parity: int) -> list[SetReader]:
         scenes = max(4, -(-count // 4))  # at most ~4 sets per scene
         pool = [(s * 2 + parity) * _SYNTH_TICKS_PER_SCENE + t for s in range(scenes) for t in range(_SYNTH_TICKS_PER_SCENE)]
-        ticks = sorted(pool[int(i)] for i in rng.choice(len(pool), size=count, replace=False))
-        return [(t, read(t)) for t in ticks]
+        return [read(pool[int(i)]) for i in sorted(rng.choice(len(pool), size=count, replace=False))]
 
     return draw(samples, 0), draw(heldout, 1)
 
 
 def _dataset_sets(path: Path, cameras: int, samples: int, heldout: int, rng: np.random.Generator,
-                  warnings: list[str]) -> tuple[list, list]:
+                  warnings: list[str]) -> tuple[list[SetReader], list[SetReader]]:
     from vitdeploy.data.frames import read_image
     from vitdeploy.data.rig_dataset import BOXES3D, load_rig_dataset
 
@@ -109,10 +111,8 @@ def _dataset_sets(path: Path, cameras: int, samples: int, heldout: int, rng: np.
     cal, held = _split_counts(len(dataset.samples), samples, heldout, str(path), warnings)
     order = rng.permutation(len(dataset.samples))
 
-    def read(k: int):
+    def read(k: int) -> SetReader:
         record = dataset.samples[k]
         return lambda: ([read_image(p) for p in record.images], record.geometry)
 
-    pick: Iterator[int] = (int(k) for k in order)
-    cal_sets = [(k, read(k)) for k in (next(pick) for _ in range(cal))]
-    return cal_sets, [(k, read(k)) for k in (next(pick) for _ in range(held))]
+    return [read(int(k)) for k in order[:cal]], [read(int(k)) for k in order[cal:cal + held]]
