@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from vitdeploy.runtime.rig import Outputs, synthetic_rig
 from vitdeploy.runtime.run import RunOptions, run_rig
 
@@ -58,3 +60,18 @@ def test_a_rig_with_another_camera_count_is_a_one_line_error(rig3d_bundle, tmp_p
                     "--out", tmp_path / "out", "--max-frames", "1")
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "the rig has 4 cameras" in result.output and "answers for a rig of 6" in result.output
+
+
+def test_the_sets_boxes_go_into_the_results_mcap_as_scene_update_cubes(rig3d_bundle, tmp_path):
+    pytest.importorskip("mcap")
+    from foxglove_schemas_protobuf.SceneUpdate_pb2 import SceneUpdate
+    from mcap.reader import make_reader
+
+    rig = synthetic_rig(6, size=(64, 96), loop=2, rate_hz=0, outputs=Outputs(live=False, jsonl=None,
+                                                                            mcap="results.mcap"))
+    run_rig(rig, bundle=rig3d_bundle, options=RunOptions(out=tmp_path, max_frames=2))
+    with open(tmp_path / "results.mcap", "rb") as fh:
+        updates = [SceneUpdate.FromString(message.data) for _schema, channel, message
+                   in make_reader(fh).iter_messages() if channel.topic == "/vitdeploy/boxes_3d"]
+    assert len(updates) == 2  # one SceneUpdate per frame set
+    assert all(len(u.entities[0].cubes) == 10 and u.entities[0].frame_id == "ego" for u in updates)
