@@ -4,6 +4,10 @@ A rig is written in TOML (``docs/rig.example.toml`` is a commented example) and 
 frozen dataclasses. A malformed file is a ``RigConfigError`` that names the line (TOML syntax) or
 the field (``cameras[2].fps: expected a positive number, got 'abc'``). Relative paths in the file
 (bundle, video files, image folders, the output folder) are relative to the rig file's folder.
+
+Why this is long: every table of the file (cameras with their recordings and geometry, model,
+outputs) and the one typed reader (``_Fields``) whose errors name the field stay together, so a new
+key cannot be added without being checked and named in the error.
 """
 
 from __future__ import annotations
