@@ -211,7 +211,7 @@ def calibrate_bundle(bundle_path: str | Path, *, precision: Precision | str, dat
                                   samples=options.samples, heldout=options.heldout, seed=options.seed,
                                   progress=progress, set_cameras=set_cameras)
     say("running FP32 on held-out frames", 0, 0)
-    scorer = TaskScorer(head=head, reference=run_graph(fp32_path, calib.heldout, batch=calib.run_cameras))
+    scorer = TaskScorer(head=head, reference=run_graph(fp32_path, calib.heldout, batch=calib.set_cameras))
 
     name = f"{Path(graph.variant(Precision.FP32).file).stem}.{precision.value}.onnx"
     with tempfile.TemporaryDirectory(prefix="vitdeploy-calibrate-") as tmp:
@@ -227,7 +227,7 @@ def calibrate_bundle(bundle_path: str | Path, *, precision: Precision | str, dat
 
         say(f"measuring {precision.value} against FP32 on {calib.heldout_samples} held-out frames", 0, 0)
         report = build_report(precision=precision.value, graph=graph.name, reference=scorer.reference,
-                              candidate=run_graph(out, calib.heldout, batch=calib.run_cameras), scorer=scorer,
+                              candidate=run_graph(out, calib.heldout, batch=calib.set_cameras), scorer=scorer,
                               heldout_sha256=calib.summary()["heldout_sha256"], min_agreement=options.min_agreement)
         settings = {"data": calib.summary(), "modelopt": _modelopt_version(), **conv.summary()}
         report.extra = {"settings": settings, **conv.report_extra()}

@@ -66,10 +66,8 @@ class CalibrationData:
     """Preprocessed inputs of one graph: ``calibration`` and ``heldout`` map input name to a
     float32 (N, ...) array (N frames along the camera axis); the two sets share no frame.
 
-    ``set_cameras``: for a graph that takes whole frame sets (a rig-level model), the cameras of
-    one set: the arrays then hold N frame sets of that many cameras each, one after the other along
-    the camera axis, and every run of the graph takes one set. None: the frames are independent.
-    """
+    ``set_cameras``: a rig-level graph's cameras per frame set; the arrays then hold N sets one after
+    the other along the camera axis, and each run of the graph takes one set (None: single frames)."""
 
     source: str
     kind: DataKind
@@ -80,8 +78,7 @@ class CalibrationData:
     set_cameras: int | None = None
 
     @property
-    def samples(self) -> int:
-        """Calibration frames (frame sets, for a graph that takes whole sets)."""
+    def samples(self) -> int:  # frame sets for a rig-level graph
         return _count(self.calibration) // (self.set_cameras or 1)
 
     @property
@@ -92,11 +89,6 @@ class CalibrationData:
     def unit(self) -> str:
         """What ``samples`` counts: "frames", or "frame sets"."""
         return "frame sets" if self.set_cameras else "frames"
-
-    @property
-    def run_cameras(self) -> int | None:
-        """Cameras per run of the graph: one frame set; None where any batch will do."""
-        return self.set_cameras
 
     @property
     def sha256(self) -> str:
@@ -281,8 +273,8 @@ def load_calibration_data(source: str | Path, *, inputs: list[TensorSpec], prepr
     """Read ``source``, sample ``samples`` calibration and ``heldout`` held-out frames (seeded,
     disjoint) and preprocess them for a graph with ``inputs``.
 
-    ``set_cameras``: the graph takes whole frame sets of this many cameras with their geometry (a
-    rig-level model): ``samples`` and ``heldout`` count frame sets (``calibration.rig_data``)."""
+    ``set_cameras``: a rig-level graph's cameras per frame set; ``samples``/``heldout`` then count
+    frame sets (``calibration.rig_data``)."""
     if samples < MIN_SAMPLES:
         raise DataError(f"--samples {samples} is too few to calibrate; use at least {MIN_SAMPLES} "
                         f"({DEFAULT_SAMPLES} recommended)")
