@@ -1,7 +1,8 @@
 """Shared fixtures. Exported test bundles are cached per session: exporting takes seconds.
 
 ``exported(name, **options)`` is a session-cached export (read it, do not change it); ``bundle`` a
-fresh copy of the random-weight vit-test-detr bundle a test may change; ``invoke(*args)`` runs the
+fresh copy of the random-weight vit-test-detr bundle a test may change; ``rig3d_bundle`` the
+rig-level vit-test-rig3d with confident weights; ``invoke(*args)`` runs the
 CLI; ``unchanged(folder)`` asserts a command left a folder exactly as it was; ``hide(*modules)``
 makes modules look uninstalled. Nothing here imports torch unless it is installed: tests/carside
 and tests/doctor run on the core (car-side) install too.
@@ -49,6 +50,29 @@ def exported(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def rig3d_checkpoint(tmp_path_factory) -> Path:
+    """A vit-test-rig3d checkpoint whose every query answers "car" with a probability of about 0.95
+    (random weights, the class bias raised): confident FP32 boxes in the ego frame, which a 3D
+    agreement or accuracy measurement needs (untrained random weights are confident in nothing)."""
+    from vitdeploy.models.zoo import build_model
+
+    torch.manual_seed(0)
+    model = build_model("vit-test-rig3d")
+    with torch.no_grad():
+        model.head.class_embed.bias.zero_()
+        model.head.class_embed.bias[0] = 6.0
+    path = tmp_path_factory.mktemp("rig3d_checkpoint") / "confident.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def rig3d_bundle(exported, rig3d_checkpoint):
+    """The exported vit-test-rig3d with ``rig3d_checkpoint``'s weights (read it, do not change it)."""
+    return exported("vit-test-rig3d", checkpoint=rig3d_checkpoint)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cross-check `vitdeploy.evaluation.detection3d` against nuscenes-devkit on random frame sets.
+"""Cross-check `vitdeploy.heads.metrics3d` against nuscenes-devkit on random frame sets.
 
 nuscenes-devkit pins numpy<2, so it lives in its own venv; this script runs there and calls the
 project's python for vitdeploy's side:
@@ -35,7 +35,7 @@ OURS = """
 import json, sys
 import numpy as np
 from vitdeploy.data.boxes3d import Boxes3D
-from vitdeploy.evaluation.detection3d import Detection3DConfig, detection3d_scores
+from vitdeploy.heads.metrics3d import Detection3DConfig, detection3d_scores
 doc = json.load(open(sys.argv[1]))
 def boxes(rows):
     a = np.array(rows, np.float64).reshape(-1, 9)

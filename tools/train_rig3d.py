@@ -11,7 +11,7 @@ come from `SceneGenerator` on the fly with exact 3D labels (`vitdeploy.data.boxe
 checkpoint of a per-camera model of the same size (e.g. runs/demo-detr/demo-detr.pt).
 
 Writes (into --out): rig3d.pt (state dict), train.log, report.json (steps, held-out nuScenes-style
-mAP / mATE / mASE / mAOE from `vitdeploy.evaluation.detection3d`).
+mAP / mATE / mASE / mAOE from `vitdeploy.heads.metrics3d`).
 
 Example:
   .venv/bin/python tools/train_rig3d.py --minutes 60 --out runs/rig3d
@@ -37,9 +37,9 @@ from vitdeploy.bundle.manifest import Preprocessing
 from vitdeploy.data.boxes3d import Boxes3D, render_rig_sample
 from vitdeploy.data.geometry import geometry_feed
 from vitdeploy.data.scenes import SceneGenerator
-from vitdeploy.evaluation.detection3d import Detection3DConfig, detection3d_scores
+from vitdeploy.heads.metrics3d import Detection3DConfig, detection3d_scores
+from vitdeploy.heads.rig3d import decode_boxes3d
 from vitdeploy.models.rig_model import get_rig3d
-from vitdeploy.runtime.postprocess3d import decode_rig3d
 from vitdeploy.runtime.preprocess import normalize
 
 EVAL_SEED = 7  # held out: training drives use seeds >= 1000
@@ -151,7 +151,7 @@ def evaluate(model, *, size, spec, frame_sets: int, class_names, device) -> dict
         images = torch.from_numpy(normalize(np.stack([f.image for f in sample.frames]), spec)).to(device)
         out = model(images, torch.from_numpy(feed["intrinsics"]).to(device),
                     torch.from_numpy(feed["cam_to_ego"]).to(device))
-        preds += decode_rig3d(out["logits"].float().cpu().numpy(), out["boxes3d"].float().cpu().numpy(),
+        preds += decode_boxes3d(out["logits"].float().cpu().numpy(), out["boxes3d"].float().cpu().numpy(),
                               score_threshold=0.05, top_k=100)
         gts.append(sample.boxes)
     s = detection3d_scores(preds, gts, config=Detection3DConfig(class_names=tuple(class_names)))

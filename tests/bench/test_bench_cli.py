@@ -104,3 +104,20 @@ def test_a_python_caller_gets_the_cli_defaults(bundle):
     [result] = report.results
     assert result.ok, result.reason
     assert report.bundle["head"] == "detr"
+
+
+def test_a_rig_bundle_is_benched_per_frame_set_with_its_geometry(invoke, rig3d_bundle, tmp_path):
+    from vitdeploy.bench.measure import camera_frames, make_feeds
+    from vitdeploy.runtime.backends import open_backend
+
+    with open_backend("onnxruntime", rig3d_bundle) as backend:
+        (feed,) = make_feeds(rig3d_bundle, backend, camera_frames(rig3d_bundle, 6, batches=1))
+    assert {k: v.shape for k, v in feed.items()} == {"images": (6, 3, 64, 96), "intrinsics": (6, 3, 3),
+                                                      "cam_to_ego": (6, 4, 4)}
+    out = tmp_path / "bench.json"
+    r = invoke("bench", rig3d_bundle.path, "--backend", "onnxruntime", "--cameras", "1,6", "--warmup", "1",
+               "--iterations", "3", "--json", out)
+    assert r.exit_code == 0, r.output
+    runs = {x["cameras"]: x for x in json.loads(out.read_text())["results"]}
+    assert runs[6]["status"] == "ok" and runs[6]["latency_ms"]["samples"] == 3  # latency of one whole frame set
+    assert runs[1]["status"] == "ok"

@@ -18,7 +18,7 @@ PREPROCESSING = Preprocessing(image_size=SPEC.image_size)
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def rig_graph(tmp_path_factory):
     torch.manual_seed(0)
     model = SPEC.build(fused_attention=False).eval()
     spec = rig_graph_spec(model, image_size=SPEC.image_size, max_cameras=6, preprocessing=PREPROCESSING)
@@ -27,8 +27,8 @@ def exported(tmp_path_factory):
     return spec, path, onnx_model
 
 
-def test_the_rig_graph_agrees_with_pytorch_at_one_and_six_cameras(exported):
-    spec, path, onnx_model = exported
+def test_the_rig_graph_agrees_with_pytorch_at_one_and_six_cameras(rig_graph):
+    spec, path, onnx_model = rig_graph
     parity = check_parity(spec, path)
     assert parity.passed, parity.worst()
     assert set(parity.cases) == {"random@cameras=1", "random@cameras=6", "synthetic-rig@cameras=6"}
@@ -43,8 +43,8 @@ def test_the_rig_graph_agrees_with_pytorch_at_one_and_six_cameras(exported):
         assert boxes.shape == (1, SPEC.head.num_queries, 8)
 
 
-def test_a_recalibrated_rig_needs_new_numbers_not_a_new_graph(exported):
-    spec, path, _ = exported
+def test_a_recalibrated_rig_needs_new_numbers_not_a_new_graph(rig_graph):
+    spec, path, _ = rig_graph
     feed = synthetic_rig_feed(cameras=6, image_size=SPEC.image_size, preprocessing=PREPROCESSING)
     moved = dict(feed)
     moved["cam_to_ego"] = feed["cam_to_ego"].copy()
@@ -59,8 +59,8 @@ def test_a_recalibrated_rig_needs_new_numbers_not_a_new_graph(exported):
     assert not np.allclose(after["logits"], before["logits"], atol=1e-6)
 
 
-def test_a_feed_whose_camera_counts_disagree_is_refused_by_the_backend(exported):
-    spec, path, _ = exported
+def test_a_feed_whose_camera_counts_disagree_is_refused_by_the_backend(rig_graph):
+    spec, path, _ = rig_graph
     feed = spec.make_inputs({"cameras": 6}, np.random.default_rng(0))
     with OnnxRuntimeBackend(path, inputs=spec.inputs, outputs=spec.outputs, dim_ranges=spec.dim_ranges) as backend:
         assert backend.infer(feed)["boxes3d"].shape == (1, SPEC.head.num_queries, 8)
@@ -75,3 +75,28 @@ def test_more_cameras_than_the_model_has_slots_is_an_export_error():
     model = SPEC.build(fused_attention=False).eval()
     with pytest.raises(ExportError, match="6 camera slots"):
         rig_graph_spec(model, image_size=SPEC.image_size, max_cameras=8, preprocessing=PREPROCESSING)
+
+
+# ---- through `vitdeploy export` -------------------------------------------------------------------------
+
+def test_the_zoo_export_records_the_geometry_and_proves_parity_at_one_and_six_cameras(rig3d_bundle):
+    m = rig3d_bundle.manifest
+    graph = m.graph()
+    assert m.head.kind == "rig3d" and m.max_cameras == 6  # the model's camera slots, not the per-camera default 8
+    assert [(s.name, s.shape) for s in graph.inputs] == [("images", ["cameras", 3, 64, 96]),
+                                                         ("intrinsics", ["cameras", 3, 3]),
+                                                         ("cam_to_ego", ["cameras", 4, 4])]
+    assert [(s.name, s.shape) for s in graph.outputs] == [("logits", [1, 10, 7]), ("boxes3d", [1, 10, 8])]
+    assert graph.parity.passed and set(graph.parity.cases) == {"random@cameras=1", "random@cameras=6",
+                                                               "synthetic-rig@cameras=6"}
+    assert [f for f in graph.lint if f.severity == "error"] == []
+    geometry = m.head.config["geometry"]  # what the runtime falls back to only when told to
+    assert [c["name"] for c in geometry] == ["front", "front_left", "front_right", "rear_left", "rear_right", "rear"]
+    assert all(c["image_size"] == [64, 96] for c in geometry) and geometry[1]["yaw_deg"] > 0
+
+
+def test_more_cameras_than_the_model_has_slots_for_is_refused_before_any_work(invoke, tmp_path):
+    result = invoke("export", "vit-test-rig3d", "--out", tmp_path / "b", "--max-cameras", "8")
+    assert result.exit_code != 0
+    assert "at most 6 cameras" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "b" / "manifest.json").exists()

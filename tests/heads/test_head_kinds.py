@@ -107,7 +107,7 @@ def test_sam_declares_its_outputs_but_runs_nowhere_yet():
 
 
 def test_every_kind_is_one_class_in_the_registry():
-    assert list(HEADS) == ["detr", "mask", "cls", "cait", "tab", "sam"]
+    assert list(HEADS) == ["detr", "mask", "cls", "cait", "tab", "sam", "rig3d"]
     assert all(cls.kind == kind for kind, cls in HEADS.items())
     assert {card.head.kind for card in ZOO.values()} == set(HEADS)
 

@@ -22,8 +22,8 @@ from vitdeploy.data.boxes3d import Boxes3D, RigSample, render_rig_sample
 from vitdeploy.data.geometry import geometry_feed
 from vitdeploy.data.scenes import SceneGenerator
 from vitdeploy.data.world import CAR, Lighting, Thing, make_episode
+from vitdeploy.heads.rig3d import decode_boxes3d
 from vitdeploy.models.rig_model import RigPerceptionModel, get_rig3d
-from vitdeploy.runtime.postprocess3d import decode_rig3d
 from vitdeploy.runtime.preprocess import normalize
 
 CAR_XY = (12.0, 5.5)  # 24.6 degrees left of ahead: front covers +-32, front_left 19..91
@@ -50,7 +50,7 @@ def answer(model: RigPerceptionModel, sample: RigSample, *, score_threshold: flo
     feed = geometry_feed(sample.geometry, image_size=image_size)
     with torch.no_grad():
         out = model(torch.from_numpy(images), torch.from_numpy(feed["intrinsics"]), torch.from_numpy(feed["cam_to_ego"]))
-    (boxes,) = decode_rig3d(out["logits"].numpy(), out["boxes3d"].numpy(), score_threshold=score_threshold)
+    (boxes,) = decode_boxes3d(out["logits"].numpy(), out["boxes3d"].numpy(), score_threshold=score_threshold)
     return boxes
 
 

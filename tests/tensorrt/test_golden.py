@@ -107,3 +107,20 @@ def test_a_fused_preprocessing_bundle_gets_pictures_as_uint8_frames(exported):
     plain = exported("vit-test-detr", max_cameras=3, fuse_preprocess=True, source_size=(108, 192))
     as_rgb = golden_inputs(plain, plain.manifest.graph(), {"cameras": 6})[0][graph.inputs[0].name]
     np.testing.assert_array_equal(frames[..., ::-1], as_rgb)
+
+
+def test_a_rig_graph_is_judged_on_real_geometry_and_whole_frame_sets(rig3d_bundle, bundle_copy, invoke):
+    from vitdeploy.runtime.rig import synthetic_rig
+    from vitdeploy.runtime.rig_geometry import rig_inputs
+
+    rig = bundle_copy(rig3d_bundle)
+    made = ensure_golden(rig, rig.manifest.graph(), dims={"cameras": (1, 6, 6)})
+    geometry = rig_inputs(synthetic_rig(6, size=(64, 96)), rig.manifest)  # the exported rig's, not random numbers
+    np.testing.assert_allclose(made.inputs["intrinsics"], geometry["intrinsics"], rtol=1e-6)
+    np.testing.assert_allclose(made.inputs["cam_to_ego"], geometry["cam_to_ego"], atol=1e-6)
+    assert made.frames == 6 and made.outputs["boxes3d"].shape == (1, 10, 8)  # one set, one answer
+    # the trtexec line: one profile over the three inputs that share the camera axis
+    r = invoke("build", rig.path, "--print-trtexec", "--trt-version", "10")
+    assert r.exit_code == 0, r.output
+    assert "--minShapes=images:1x3x64x96,intrinsics:1x3x3,cam_to_ego:1x4x4" in r.output
+    assert "--maxShapes=images:6x3x64x96,intrinsics:6x3x3,cam_to_ego:6x4x4" in r.output

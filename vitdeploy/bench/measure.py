@@ -29,10 +29,12 @@ from vitdeploy.bench.stats import Jitter, LatencyStats
 from vitdeploy.bundle import Bundle
 from vitdeploy.doctor import gather
 from vitdeploy.errors import BundleError, DataError, VitDeployError
+from vitdeploy.heads import head_for
 from vitdeploy.runtime.backends import DEFAULT_DEVICES, Backend, open_backend
 from vitdeploy.runtime.configs import Configuration
 from vitdeploy.runtime.machine import describe_machine
 from vitdeploy.runtime.preprocess import preprocess_frames
+from vitdeploy.runtime.rig_geometry import exported_geometry, geometry_inputs
 from vitdeploy.runtime.sources.base import Source
 
 if TYPE_CHECKING:
@@ -117,18 +119,23 @@ def camera_frames(bundle: Bundle, cameras: int, *, batches: int = DISTINCT_BATCH
 
 def make_feeds(bundle: Bundle, backend: Backend, frame_sets: list[list[np.ndarray]]) -> list[dict[str, np.ndarray]]:
     """Model inputs for each frame set, preprocessed as the runtime does (raw uint8 frames for a
-    fused-preprocessing graph), in the backend's input dtype."""
-    if len(backend.inputs) != 1:
+    fused-preprocessing graph), in the backend's input dtype; a rig-level graph also gets the
+    geometry of the first cameras the bundle was exported with (computed once, as a run does)."""
+    head = head_for(bundle.manifest)
+    if len(backend.inputs) != 1 and not head.geometry_inputs:
         raise BundleError(f"bench feeds single-input graphs; {bundle.manifest.model} takes "
                           f"{[s.name for s in backend.inputs]}")
     spec = backend.inputs[0]
+    geometry: dict[str, np.ndarray] = {}
+    if head.geometry_inputs and frame_sets:
+        geometry = geometry_inputs(exported_geometry(head)[:len(frame_sets[0])], bundle.manifest.preprocessing)
     feeds = []
     for frames in frame_sets:
         if bundle.manifest.preprocessing.fused:
             batch = np.ascontiguousarray(np.stack(frames))
         else:
             batch, _ = preprocess_frames(frames, bundle.manifest.preprocessing)
-        feeds.append({spec.name: batch.astype(spec.dtype, copy=False)})
+        feeds.append({spec.name: batch.astype(spec.dtype, copy=False), **geometry})
     return feeds
 
 

@@ -29,6 +29,7 @@ from vitdeploy.bundle import (
     atomic_write_text,
     sha256_file,
 )
+from vitdeploy.bundle.manifest import CAMERA_AXIS, Manifest
 from vitdeploy.calibration.data import (
     DEFAULT_HELDOUT,
     DEFAULT_SAMPLES,
@@ -147,6 +148,9 @@ class CalibrationOptions:
                                    "--precision int8")
         if self.auto_fallback and min_agreement is None:
             raise CalibrationError("--auto-fallback needs --min-agreement: the agreement to fall back until")
+        if (self.sensitivity or self.auto_fallback) and head.geometry_inputs:
+            raise CalibrationError(f"--sensitivity and --auto-fallback are not built for rig-level ({head.kind}) graphs "
+                                   "yet; keep layers in high precision with --exclude")
 
 
 @dataclass
@@ -197,15 +201,17 @@ def calibrate_bundle(bundle_path: str | Path, *, precision: Precision | str, dat
     graph = _graph(bundle, head)
     fp32_path = bundle.onnx_path(Precision.FP32, graph.name)
     options.check(precision, head)
-    layers = find_layers(_load(fp32_path))
+    set_cameras = rig_cameras(head, manifest)
+    layers = find_layers(_load(fp32_path), dims={CAMERA_AXIS: set_cameras} if set_cameras else None)
     recipe = options.recipe or Int8Recipe()
-    plan = plan_int8(layers, recipe) if precision is Precision.INT8 else None  # checks --exclude early
+    # checks --exclude early
+    plan = plan_int8(layers, recipe, keep=head.high_precision_layers) if precision is Precision.INT8 else None
 
     calib = load_calibration_data(data, inputs=graph.inputs, preprocessing=manifest.preprocessing,
                                   samples=options.samples, heldout=options.heldout, seed=options.seed,
-                                  progress=progress)
+                                  progress=progress, set_cameras=set_cameras)
     say("running FP32 on held-out frames", 0, 0)
-    scorer = TaskScorer(head=head, reference=run_graph(fp32_path, calib.heldout))
+    scorer = TaskScorer(head=head, reference=run_graph(fp32_path, calib.heldout, batch=calib.set_cameras))
 
     name = f"{Path(graph.variant(Precision.FP32).file).stem}.{precision.value}.onnx"
     with tempfile.TemporaryDirectory(prefix="vitdeploy-calibrate-") as tmp:
@@ -221,7 +227,7 @@ def calibrate_bundle(bundle_path: str | Path, *, precision: Precision | str, dat
 
         say(f"measuring {precision.value} against FP32 on {calib.heldout_samples} held-out frames", 0, 0)
         report = build_report(precision=precision.value, graph=graph.name, reference=scorer.reference,
-                              candidate=run_graph(out, calib.heldout), scorer=scorer,
+                              candidate=run_graph(out, calib.heldout, batch=calib.set_cameras), scorer=scorer,
                               heldout_sha256=calib.summary()["heldout_sha256"], min_agreement=options.min_agreement)
         settings = {"data": calib.summary(), "modelopt": _modelopt_version(), **conv.summary()}
         report.extra = {"settings": settings, **conv.report_extra()}
@@ -253,6 +259,14 @@ def calibrate_bundle(bundle_path: str | Path, *, precision: Precision | str, dat
                              fp16=conv.fp16, sensitivity=conv.ranking, fallback=conv.fallback, seconds=seconds)
 
 
+def rig_cameras(head: Head, manifest: Manifest) -> int | None:
+    """The cameras of one frame set for a rig-level graph (the ones it was exported for), else None:
+    such a graph calibrates on whole frame sets, its camera axis is no frame axis."""
+    if not head.geometry_inputs:
+        return None
+    return len(head.exported_geometry()) or manifest.max_cameras
+
+
 def _load(path: Path) -> onnx.ModelProto:
     from google.protobuf.message import DecodeError
 
@@ -269,10 +283,12 @@ def _convert(precision: Precision, src: Path, out: Path, *, log: Path, calib: Ca
     if precision is Precision.FP16:
         say("converting to FP16 with ModelOpt AutoCast", 0, 0)
         return _Conversion(recipe=recipe, fp16=convert_fp16(src, out, calibration=calib.calibration, layers=layers,
-                                                            log_path=log, keep_fp32=keep_fp32))
-    say(f"quantizing to INT8 with ModelOpt ({recipe.method.value} calibration, {calib.samples} frames)", 0, 0)
+                                                            log_path=log, keep_fp32=keep_fp32,
+                                                            set_cameras=calib.set_cameras))
+    say(f"quantizing to INT8 with ModelOpt ({recipe.method.value} calibration, {calib.samples} {calib.unit})", 0, 0)
     conv = _Conversion(recipe=recipe, placement=quantize_int8(src, out, calibration=calib.calibration, placement=plan,
-                                                              recipe=recipe, log_path=log))
+                                                              recipe=recipe, log_path=log,
+                                                              set_cameras=calib.set_cameras))
     if not (options.sensitivity or options.auto_fallback):
         return conv
     feeds = sensitivity_feeds(calib.heldout)

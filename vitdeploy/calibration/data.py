@@ -64,7 +64,10 @@ class DataKind(str, enum.Enum):
 @dataclass
 class CalibrationData:
     """Preprocessed inputs of one graph: ``calibration`` and ``heldout`` map input name to a
-    float32 (N, ...) array (N frames along the camera axis); the two sets share no frame."""
+    float32 (N, ...) array (N frames along the camera axis); the two sets share no frame.
+
+    ``set_cameras``: a rig-level graph's cameras per frame set; the arrays then hold N sets one after
+    the other along the camera axis, and each run of the graph takes one set (None: single frames)."""
 
     source: str
     kind: DataKind
@@ -72,14 +75,20 @@ class CalibrationData:
     calibration: dict[str, np.ndarray]
     heldout: dict[str, np.ndarray]
     warnings: list[str] = field(default_factory=list)
+    set_cameras: int | None = None
 
     @property
-    def samples(self) -> int:
-        return _count(self.calibration)
+    def samples(self) -> int:  # frame sets for a rig-level graph
+        return _count(self.calibration) // (self.set_cameras or 1)
 
     @property
     def heldout_samples(self) -> int:
-        return _count(self.heldout)
+        return _count(self.heldout) // (self.set_cameras or 1)
+
+    @property
+    def unit(self) -> str:
+        """What ``samples`` counts: "frames", or "frame sets"."""
+        return "frame sets" if self.set_cameras else "frames"
 
     @property
     def sha256(self) -> str:
@@ -88,8 +97,11 @@ class CalibrationData:
 
     def summary(self) -> dict:
         """What the manifest records about the data."""
-        return {"source": self.source, "kind": self.kind.value, "seed": self.seed, "samples": self.samples,
-                "heldout": self.heldout_samples, "sha256": self.sha256, "heldout_sha256": tensors_sha256(self.heldout)}
+        out = {"source": self.source, "kind": self.kind.value, "seed": self.seed, "samples": self.samples,
+               "heldout": self.heldout_samples, "sha256": self.sha256, "heldout_sha256": tensors_sha256(self.heldout)}
+        if self.set_cameras is not None:
+            out["frame_sets_of_cameras"] = self.set_cameras
+        return out
 
 
 def _count(feeds: dict[str, np.ndarray]) -> int:
@@ -257,9 +269,12 @@ def _image_input(inputs: list[TensorSpec], preprocessing: Preprocessing) -> Tens
 # ---- entry point -------------------------------------------------------------------------------------
 def load_calibration_data(source: str | Path, *, inputs: list[TensorSpec], preprocessing: Preprocessing,
                           samples: int = DEFAULT_SAMPLES, heldout: int = DEFAULT_HELDOUT, seed: int = 0,
-                          progress: ProgressFn | None = None) -> CalibrationData:
+                          progress: ProgressFn | None = None, set_cameras: int | None = None) -> CalibrationData:
     """Read ``source``, sample ``samples`` calibration and ``heldout`` held-out frames (seeded,
-    disjoint) and preprocess them for a graph with ``inputs``."""
+    disjoint) and preprocess them for a graph with ``inputs``.
+
+    ``set_cameras``: a rig-level graph's cameras per frame set; ``samples``/``heldout`` then count
+    frame sets (``calibration.rig_data``)."""
     if samples < MIN_SAMPLES:
         raise DataError(f"--samples {samples} is too few to calibrate; use at least {MIN_SAMPLES} "
                         f"({DEFAULT_SAMPLES} recommended)")
@@ -271,6 +286,11 @@ def load_calibration_data(source: str | Path, *, inputs: list[TensorSpec], prepr
                         f"{RECOMMENDED_SAMPLES} (default {DEFAULT_SAMPLES})")
     text = str(source)
     rng = np.random.default_rng(seed)
+    if set_cameras is not None:
+        from vitdeploy.calibration.rig_data import load_frame_sets
+
+        return load_frame_sets(text, inputs=inputs, preprocessing=preprocessing, cameras=set_cameras,
+                               samples=samples, heldout=heldout, seed=seed, warnings=warnings, progress=progress)
     if text == SYNTHETIC:
         return _synthetic(inputs, preprocessing, samples, heldout, seed, warnings, progress)
     from vitdeploy.calibration.recording_data import open_recording_frames

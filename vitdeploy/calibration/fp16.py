@@ -48,18 +48,21 @@ class Fp16Conversion:
 
 
 def convert_fp16(fp32_path: Path, out_path: Path, *, calibration: dict[str, np.ndarray], layers: list[Layer],
-                 log_path: Path, keep_fp32: tuple[str, ...] = ()) -> Fp16Conversion:
+                 log_path: Path, keep_fp32: tuple[str, ...] = (), set_cameras: int | None = None) -> Fp16Conversion:
     """``keep_fp32``: more node names to keep in FP32 (a fused preprocessing subgraph: cheap, and
-    pixel arithmetic gains nothing from FP16)."""
+    pixel arithmetic gains nothing from FP16). ``set_cameras``: the graph takes whole frame sets
+    of this many cameras (``CalibrationData.set_cameras``); AutoCast gets whole sets."""
     model = onnx.load(str(fp32_path), load_external_data=False)
     tail = sorted(output_tail(model, layers))
     options = {
         "op_types_to_exclude": list(FP32_OP_TYPES),
         "nodes_to_exclude": [f"^{re.escape(n)}$" for n in [*tail, *keep_fp32]],
     }
-    frames = max(1, min(_count(calibration), REFERENCE_BUDGET_BYTES // max(1, frame_bytes(model))))
+    per_run = set_cameras or 1
+    runs = max(1, min(_count(calibration) // per_run, REFERENCE_BUDGET_BYTES // max(1, per_run * frame_bytes(model))))
+    frames = runs * per_run
     run_modelopt("fp16", onnx_path=fp32_path, output_path=out_path, options=options, log_path=log_path,
-                 calibration={k: v[:frames] for k, v in calibration.items()})
+                 calibration={k: v[:frames] for k, v in calibration.items()}, set_cameras=set_cameras)
     converted = onnx.load(str(out_path))
     # AutoCast leaves intermediate shapes inferred at its calibration batch size in value_info;
     # onnxruntime trusts them and then fails at other camera counts ("Shape mismatch attempting

@@ -14,8 +14,17 @@ weights, per-tensor symmetric INT8 activations); vitdeploy decides *where*:
   q @ k^T alone cost nothing even at 252 keys. Both or neither, so TensorRT can fuse the
   attention in one precision;
 * high precision: LayerNorm, Softmax, GELU, residual adds (they are never GEMMs), the output
-  layers (box MLP's last layer, class embedding, mask products), other activation products, and
-  whatever ``--exclude`` names.
+  layers (box MLP's last layer, class embedding, mask products), other activation products, the
+  layers the head kind keeps (``Head.high_precision_layers``: a rig-level 3D head's ray-encoding
+  MLP and box regression), and whatever ``--exclude`` names.
+
+A rig-level graph (one frame set per run, ``calibration.rig_data``) has attention whose keys are
+the tokens of every camera: its Perceiver read has latents x (cameras x patches) scores, 256 x 2688
+for vit-tiny-rig3d at 6 x 256x448 (8400 keys at 448x800). The token count is taken at the bundle's
+camera count (the graph's ``cameras`` axis is symbolic), so that attention stays in high precision
+(FP16, its softmax FP32), while its Q/K/V projections — the GEMMs over all cameras' tokens — are
+quantized like every other GEMM; the latent self-attention and the query decoder quantize their
+attention only where their key count (latents, queries) is within ``attention_tokens``.
 
 ModelOpt does not recognise vitdeploy's explicit attention as MHA and, left alone, quantizes
 both attention matmuls and the residual adds; so vitdeploy restricts it to the planned nodes, and
@@ -117,9 +126,11 @@ def matches(layer: Layer, pattern: str) -> bool:
     return any(fnmatch.fnmatchcase(n, pattern) for n in names) or layer.path.startswith(pattern + ".")
 
 
-def plan_int8(layers: list[Layer], recipe: Int8Recipe) -> Placement:
+def plan_int8(layers: list[Layer], recipe: Int8Recipe, *, keep: dict[str, str] | None = None) -> Placement:
     """Decide, per layer, quantized or kept (with the reason). Raises when an ``exclude`` pattern
-    names no layer: a typo would otherwise silently quantize what the user meant to keep."""
+    names no layer: a typo would otherwise silently quantize what the user meant to keep.
+    ``keep``: patterns (as ``exclude`` takes them) the head kind keeps in high precision, with why
+    (``Head.high_precision_layers``)."""
     if recipe.attention_tokens < 0:
         raise CalibrationError(f"--attention-tokens {recipe.attention_tokens} is negative; give 0 (never quantize "
                                f"attention matmuls) or a token count such as {DEFAULT_ATTENTION_TOKENS}")
@@ -130,7 +141,8 @@ def plan_int8(layers: list[Layer], recipe: Int8Recipe) -> Placement:
                                    f"{example!r} (module paths; globs allowed; --sensitivity lists them)")
     placement = Placement(layers=layers)
     for layer in layers:
-        reason = _keep_reason(layer, recipe)
+        reason = next((f"{pattern}: {why}" for pattern, why in (keep or {}).items() if matches(layer, pattern)), "")
+        reason = _keep_reason(layer, recipe) or reason
         if reason:
             placement.kept[layer.node] = reason
         else:
@@ -159,9 +171,10 @@ def _exact(names: Iterable[str]) -> list[str]:
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, *, calibration: dict[str, np.ndarray], placement: Placement,
-                  recipe: Int8Recipe, log_path: Path) -> Placement:
+                  recipe: Int8Recipe, log_path: Path, set_cameras: int | None = None) -> Placement:
     """Write the Q/DQ graph of ``fp32_path`` to ``out_path``; return the placement read back from it
-    (planned layers ModelOpt declined to quantize, e.g. GEMMs too small to gain, move to ``kept``)."""
+    (planned layers ModelOpt declined to quantize, e.g. GEMMs too small to gain, move to ``kept``).
+    ``set_cameras``: calibrate one frame set of this many cameras per step (a rig-level graph)."""
     gemm_nodes = [layer.node for layer in placement.layers]
     not_planned = [n for n in gemm_nodes if n not in set(placement.quantized)]
     options = {
@@ -174,7 +187,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, *, calibration: dict[str, np.
     if recipe.high_precision is HighPrecision.FP16:
         options["op_types_to_exclude_fp16"] = list(FP32_OP_TYPES)
     run_modelopt("int8", onnx_path=fp32_path, output_path=out_path, calibration=calibration, options=options,
-                 log_path=log_path)
+                 log_path=log_path, set_cameras=set_cameras)
     model = onnx.load(str(out_path))
     model = isolate_qdq(model, set(placement.quantized))
     restore_input_casts(model)

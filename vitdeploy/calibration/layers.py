@@ -145,7 +145,15 @@ def _softmax_tokens(shapes: dict[str, list[int | str]], softmax: onnx.NodeProto)
     return int(dim) if isinstance(dim, int) and dim > 0 else None
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:
+def _shapes(model: onnx.ModelProto, dims: dict[str, int] | None = None) -> dict[str, list[int | str]]:
+    """Every tensor's inferred shape; ``dims`` fixes named input axes first (e.g. ``cameras``, so that
+    an attention over the keys of all cameras has a token count)."""
+    if dims:
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        for vi in model.graph.input:
+            for d in vi.type.tensor_type.shape.dim:
+                if d.HasField("dim_param") and d.dim_param in dims:
+                    d.dim_value = int(dims[d.dim_param])
     inferred = onnx.shape_inference.infer_shapes(model)
     out = {}
     for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
@@ -175,10 +183,12 @@ def _walk(index: GraphIndex, start: str, ops: set[str], *, up: bool, depth: int)
         frontier = nxt
 
 
-def find_layers(model: onnx.ModelProto) -> list[Layer]:
-    """Every GEMM, attention matmul and activation product of ``model``, in graph order."""
+def find_layers(model: onnx.ModelProto, *, dims: dict[str, int] | None = None) -> list[Layer]:
+    """Every GEMM, attention matmul and activation product of ``model``, in graph order. ``dims``:
+    sizes of named input axes to count attention tokens at (a rig graph's keys span all cameras:
+    its ``cameras`` axis at the bundle's camera count)."""
     index = GraphIndex(model)
-    shapes = _shapes(model)
+    shapes = _shapes(model, dims)
     attention: dict[str, tuple[LayerKind, int | None]] = {}
     for softmax in (n for n in index.nodes if n.op_type == "Softmax"):
         tokens = _softmax_tokens(shapes, softmax)

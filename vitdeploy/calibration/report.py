@@ -76,10 +76,12 @@ def _finite(obj):
 
 
 # ---- running graphs ---------------------------------------------------------------------------------
-def run_graph(model: str | Path | onnx.ModelProto, feeds: dict[str, np.ndarray], *, batch: int = _BATCH,
+def run_graph(model: str | Path | onnx.ModelProto, feeds: dict[str, np.ndarray], *, batch: int | None = None,
               progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """Run ``feeds`` ((N, ...) per input) through onnxruntime on the CPU, ``batch`` cameras at a
-    time; returns each output concatenated over N."""
+    time (default 8; a rig graph: the cameras of one frame set); returns each output concatenated
+    over the runs."""
+    batch = batch or _BATCH
     session = cpu_session(model)
     names = [o.name for o in session.get_outputs()]
     n = int(next(iter(feeds.values())).shape[0])

@@ -56,8 +56,8 @@ def calibrate(
     topics: Annotated[list[str] | None, typer.Option(
         help="Image topics of a --data recording to calibrate on; repeat or comma-separate (default: all).")] = None,
     method: Annotated[MethodChoice, typer.Option(help="INT8 activation calibration.")] = MethodChoice.entropy,
-    samples: Annotated[int, typer.Option(help="Calibration frames (a warning below 128).")] = 256,
-    heldout: Annotated[int, typer.Option(help="Held-out frames for the accuracy report (disjoint from calibration).")] = 32,
+    samples: Annotated[int, typer.Option(help="Calibration frames (a rig model: frame sets; a warning below 128).")] = 256,
+    heldout: Annotated[int, typer.Option(help="Held-out frames (a rig model: frame sets) for the accuracy report (disjoint from calibration).")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the frame sampling.")] = 0,
     exclude: Annotated[list[str] | None, typer.Option(
         help="Layers to keep out of INT8: module paths (encoder.blocks.11.mlp), globs, node names; repeat or "
@@ -124,7 +124,7 @@ def print_result(result) -> None:
     console.print(f"[bold]{result.precision.value}[/] {result.onnx_path} "
                   f"({result.onnx_path.stat().st_size / 1e6:.1f} MB) in {result.seconds:.1f} s")
     console.print(f"data: {escape(d.source)} ({d.kind.value}), {d.samples} calibration + {d.heldout_samples} held-out "
-                  f"frames, seed {d.seed}, sha256 {d.sha256[:12]}", highlight=False)
+                  f"{d.unit}, seed {d.seed}, sha256 {d.sha256[:12]}", highlight=False)
     if result.placement is not None:
         s = result.placement.summary()
         console.print(f"INT8 layers: {s['quantized_layers']} quantized ({s['quantized_attention_matmuls']} attention "
@@ -139,7 +139,7 @@ def print_result(result) -> None:
         kept = ", ".join(f"{op} {n}" for op, n in result.fp16.fp32_ops.items())
         console.print(f"FP16: kept in FP32: {kept or 'nothing'}", highlight=False)
 
-    table = Table(title=f"{report.precision} vs FP32 on {report.frames} held-out frames", title_justify="left")
+    table = Table(title=f"{report.precision} vs FP32 on {report.frames} held-out {d.unit}", title_justify="left")
     for col in ("output", "max abs", "mean abs", "cosine", "worst frame cosine"):
         table.add_column(col, justify="left" if col == "output" else "right")
     for name, t in report.outputs.items():

@@ -1,5 +1,6 @@
 """`vitdeploy data ...`: labelled data and recordings. `synth` writes synthetic driving scenes as
-COCO, `video` as one mp4 per camera; `info` lists what an MCAP file or ROS 2 bag holds."""
+COCO, `rig3d` as frame sets with 3D boxes in the ego frame, `video` as one mp4 per camera; `info` lists
+what an MCAP file or ROS 2 bag holds."""
 
 from __future__ import annotations
 
@@ -127,3 +128,33 @@ def video(
                              seed=seed, progress=lambda done, total: bar.update(task, completed=done, total=total))
     for path in paths:
         console.print(f"wrote {path}", highlight=False)
+
+
+RIG3D_EPILOG = "Example:  vitdeploy data rig3d --out data/rig3d --frames 40 --size 64x96 --seed 7 --stride 13"
+
+
+@data_app.command("rig3d", epilog=RIG3D_EPILOG)
+@handles_errors
+def rig3d(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write images/ and boxes3d.json into.")],
+    frames: Annotated[int, typer.Option("--frames", help="Frame sets to render (one image per camera each).")] = 40,
+    cameras: Annotated[int, typer.Option("--cameras", help="How many rig cameras (1-6), in rig order.")] = 6,
+    size: Annotated[str, typer.Option("--size", help="Image HEIGHTxWIDTH in pixels.")] = "256x448",
+    seed: Annotated[int, typer.Option("--seed", help="The drive; the same seed writes the same dataset.")] = 0,
+    stride: Annotated[int, typer.Option("--stride", help="Write every N-th tick (10 fps).")] = 1,
+) -> None:
+    """Render synthetic frame sets with each camera's geometry and exact 3D boxes in the ego frame
+    (a nuScenes-like boxes3d.json): data to calibrate and evaluate a rig-level 3D model on."""
+    require_command("data synth")
+    from vitdeploy.data.rig_dataset import load_rig_dataset, write_rig_dataset
+
+    hw = parse_size(size, option="--size")
+    with Progress(TextColumn("[bold]rendering[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("frame sets"),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("rig3d", total=None)
+        path = write_rig_dataset(out, frames=frames, cameras=cameras, size=hw, seed=seed, stride=stride,  # type: ignore[arg-type]
+                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
+    dataset = load_rig_dataset(path)
+    boxes = sum(len(s.boxes) for s in dataset.samples)
+    console.print(f"wrote {len(dataset.samples)} frame sets ({cameras} cameras, {hw[0]}x{hw[1]}, seed {seed}) with "  # type: ignore[index]
+                  f"{boxes} 3D boxes to {path}", highlight=False, soft_wrap=True)

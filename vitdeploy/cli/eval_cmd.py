@@ -53,15 +53,18 @@ def evaluate(
     from vitdeploy.bundle import Bundle, Precision, atomic_write_text
     from vitdeploy.evaluation.datasets import open_dataset
     from vitdeploy.evaluation.evaluate import check_compatible, eval_plan, evaluate_bundle
+    from vitdeploy.heads import head_for
 
     b = Bundle.open(bundle)
-    dataset = open_dataset(data, image_size=tuple(b.manifest.image_size), frames=frames)
+    dataset = open_dataset(data, image_size=tuple(b.manifest.image_size), frames=frames,
+                           task=head_for(b.manifest).eval_task)
     check_compatible(b.manifest, dataset)
     precisions = [Precision.parse(p) for p in parse_list(precision)] or None
     backends = parse_list(backend) or ["onnxruntime"]
     configs = eval_plan(b, backends=backends, precisions=precisions, device=device, allow_rejected=allow_rejected)
 
-    console.print(f"[bold]{b.manifest.model}[/] on {escape(dataset.name)}: {len(dataset)} images, "
+    unit = "frame sets" if dataset.task == "detection3d" else "images"
+    console.print(f"[bold]{b.manifest.model}[/] on {escape(dataset.name)}: {len(dataset)} {unit}, "
                   f"{len(configs)} configurations")
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
@@ -94,7 +97,14 @@ def evaluate(
 
 
 #: Short column names of the terminal table (the Markdown/JSON spell them out).
-_SHORT = {"map": "mAP", "map50": "mAP50", "map75": "mAP75", "miou": "mIoU", "top1": "top-1"}
+_SHORT = {"map": "mAP", "map50": "mAP50", "map75": "mAP75", "miou": "mIoU", "top1": "top-1", "map3d": "mAP3D",
+          "mate": "mATE", "mase": "mASE", "maoe": "mAOE"}
+_NOTES = {
+    "map": "mAP: COCO box AP over IoU 0.50:0.95 (faster-coco-eval); mAP50/mAP75 at IoU 0.50/0.75",
+    "top1": "top-1: fraction of images whose most likely class is the label",
+    "map3d": "mAP3D: nuScenes mAP over centre distances 0.5/1/2/4 m (ego frame, one answer per frame set); "
+             "mATE (m), mASE (1 - IoU), mAOE (rad): errors of the matches at 2 m, lower is better",
+}
 
 
 def _print_report(report) -> None:
@@ -104,7 +114,8 @@ def _print_report(report) -> None:
     names = report.metrics
     onnx, torch_ref = report.reference("onnxruntime"), report.reference("torch")
     first = names[0]
-    table = Table(title=f"{report.bundle['model']}: {report.dataset['images']} images; "
+    unit = "frame sets" if first == "map3d" else "images"
+    table = Table(title=f"{report.bundle['model']}: {report.dataset['images']} {unit}; "
                         f"Δ: {METRIC_LABELS[first]} minus the FP32 ONNX's / PyTorch reference's", title_justify="left",
                   box=box.SIMPLE_HEAD, padding=(0, 1))
     for col in ["configuration"] + [_SHORT[n] for n in names]:
@@ -125,9 +136,7 @@ def _print_report(report) -> None:
         row.append(f"{r.seconds:.2f}")
         table.add_row(*row)
     console.print(table)
-    console.print("mAP: COCO box AP over IoU 0.50:0.95 (faster-coco-eval); mAP50/mAP75 at IoU 0.50/0.75"
-                  + ("; mIoU: semantic mean IoU of the mask instances" if "miou" in names else "")
-                  if first == "map" else "top-1: fraction of images whose most likely class is the label",
+    console.print(_NOTES[first] + ("; mIoU: semantic mean IoU of the mask instances" if "miou" in names else ""),
                   soft_wrap=True)
     for r in report.results:
         if r.scores is None:

@@ -58,7 +58,8 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
     checkpoint: Annotated[Path | None, typer.Option(help="Weights: .safetensors, or .pt/.pth (loaded with weights_only).")] = None,
     image_size: Annotated[str | None, typer.Option(help="Input HxW in pixels, multiples of the patch size; default: the model's.")] = None,
-    max_cameras: Annotated[int, typer.Option(help="Largest camera count (batch) the graph accepts.")] = 8,
+    max_cameras: Annotated[int | None, typer.Option(
+        help="Largest camera count (batch) the graph accepts (default 8; a rig model: its camera slots).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (17..21; 17+ keeps LayerNorm one op).")] = 18,
     backbone: Annotated[Path | None, typer.Option(help="Zoo models: a pretrained encoder (timm, DINOv2 or Hugging Face "
                                                        "checkpoint or folder) the head is built on.")] = None,

@@ -58,12 +58,15 @@ def run(
                                               "too (JPEG).")] = False,
     allow_rejected: Annotated[bool, typer.Option("--allow-rejected", help="Run a graph that `calibrate "
                                                  "--min-agreement` rejected (said in the summary).")] = False,
+    exported_geometry: Annotated[bool, typer.Option(
+        "--exported-geometry", help="Rig-level (3D) models: a camera without [cameras.geometry] takes the geometry "
+                                    "the bundle was exported with (the synthetic rig's).")] = False,
 ) -> None:
     """Run a multi-camera rig through a bundle's model: sources -> sync -> preprocess -> backend ->
     postprocess -> JSONL / annotated video / live view, then print a latency summary."""
     require_command("run")
     from vitdeploy.bundle import Precision
-    from vitdeploy.runtime.rig import VideoMode
+    from vitdeploy.runtime.rig import GeometrySource, VideoMode
     from vitdeploy.runtime.run import RunOptions, run_rig
 
     the_rig, b = _rig_and_bundle(bundle, rig=rig, synthetic_cameras=synthetic_cameras, camera=camera, fps=fps,
@@ -77,6 +80,8 @@ def run(
         model_cfg = dataclasses.replace(model_cfg, device=device)
     if allow_rejected:
         model_cfg = dataclasses.replace(model_cfg, allow_rejected=True)
+    if exported_geometry:
+        model_cfg = dataclasses.replace(model_cfg, geometry=GeometrySource.EXPORTED)
     outputs = dataclasses.replace(the_rig.outputs, live=live)
     if mcap is not None:
         outputs = dataclasses.replace(outputs, mcap=str(mcap.resolve()))

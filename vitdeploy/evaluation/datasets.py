@@ -109,8 +109,10 @@ def synthetic_dataset(*, image_size: tuple[int, int], seed: int = EVAL_SEED, fra
                        task="detection", class_names=tuple(CLASS_NAMES), size=frames, has_masks=True, _load=load)
 
 
-def parse_synthetic(spec: str, *, image_size: tuple[int, int], frames: int | None = None) -> EvalDataset:
-    """``synthetic[:key=value,...]`` -> the dataset; ``frames`` (``--frames``) overrides the spec's."""
+def parse_synthetic(spec: str, *, image_size: tuple[int, int], frames: int | None = None,
+                    frame_sets: bool = False) -> EvalDataset:
+    """``synthetic[:key=value,...]`` -> the dataset; ``frames`` (``--frames``) overrides the spec's;
+    ``frame_sets``: whole labelled frame sets for a rig-level head (``evaluation.rig_datasets``)."""
     _, _, rest = spec.partition(":")
     args: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in rest.split(","))):
@@ -131,6 +133,10 @@ def parse_synthetic(spec: str, *, image_size: tuple[int, int], frames: int | Non
         size = (int(h), int(w))
     if frames is not None:
         ints["frames"] = frames
+    if frame_sets:
+        from vitdeploy.evaluation.rig_datasets import synthetic_rig_dataset
+
+        return synthetic_rig_dataset(image_size=size, **ints)
     return synthetic_dataset(image_size=size, **ints)
 
 
@@ -223,18 +229,25 @@ def image_folder_dataset(path: str | Path, *, frames: int | None = None) -> Eval
 
 # ---- one entry point -----------------------------------------------------------------------------
 
-def open_dataset(spec: str | Path, *, image_size: tuple[int, int], frames: int | None = None) -> EvalDataset:
+def open_dataset(spec: str | Path, *, image_size: tuple[int, int], frames: int | None = None,
+                 task: str | None = None) -> EvalDataset:
     """The dataset ``spec`` names (see the module docstring); ``image_size`` (H, W) is the default
-    size of synthetic images; ``frames`` limits the number of images."""
+    size of synthetic images; ``frames`` limits the number of images. ``task``: the head's
+    ``eval_task``; "detection3d" reads labelled frame sets (``evaluation.rig_datasets``)."""
     if frames is not None and frames < 1:
         raise DataError(f"--frames {frames}: evaluate at least 1 image")
     text = str(spec)
+    frame_sets = task == "detection3d"
     if text == SYNTHETIC or text.startswith(SYNTHETIC + ":"):
-        return parse_synthetic(text, image_size=image_size, frames=frames)
+        return parse_synthetic(text, image_size=image_size, frames=frames, frame_sets=frame_sets)
     path = Path(text)
     if not path.exists():
         raise DataError(f"dataset {path} does not exist; give a COCO annotations file, a folder, or "
                         "'synthetic:seed=7,frames=120'")
+    if frame_sets and ((path / "boxes3d.json").is_file() or path.name == "boxes3d.json"):
+        from vitdeploy.evaluation.rig_datasets import rig_folder_dataset
+
+        return rig_folder_dataset(path, frames=frames)
     if path.is_file() or (path / "annotations.json").is_file():
         return coco_dataset(path, frames=frames)
     return image_folder_dataset(path, frames=frames)

@@ -27,12 +27,14 @@ import numpy as np
 from vitdeploy.bundle import Bundle, Manifest, Precision, atomic_write_text
 from vitdeploy.errors import BundleError, DataError, VitDeployError
 from vitdeploy.evaluation.datasets import EvalDataset, EvalImage, class_mapping
+from vitdeploy.evaluation.rig_datasets import DETECTION3D
 from vitdeploy.heads import Detections, EvalScores, head_for
 from vitdeploy.heads.truth import DetectionTruth
 from vitdeploy.runtime.backends import Backend, open_backend
 from vitdeploy.runtime.configs import Configuration, plan
 from vitdeploy.runtime.machine import describe_machine, machine_line
 from vitdeploy.runtime.preprocess import preprocess_frames
+from vitdeploy.runtime.rig_geometry import geometry_inputs
 
 if TYPE_CHECKING:
     from torch import nn
@@ -89,6 +91,8 @@ class EvalReport:
         """The score names this head and dataset give, in table order."""
         if self.dataset.get("task") == "classification":
             return ["top1"]
+        if self.dataset.get("task") == DETECTION3D:
+            return ["map3d", "mate", "mase", "maoe"]
         names = ["map", "map50", "map75"]
         return names + (["miou"] if any(r.scores and r.scores.miou is not None for r in self.results) else [])
 
@@ -129,7 +133,8 @@ class EvalReport:
         return "\n".join(lines) + "\n"
 
 
-METRIC_LABELS = {"map": "mAP@[.5:.95]", "map50": "mAP@.5", "map75": "mAP@.75", "miou": "mIoU", "top1": "top-1"}
+METRIC_LABELS = {"map": "mAP@[.5:.95]", "map50": "mAP@.5", "map75": "mAP@.75", "miou": "mIoU", "top1": "top-1",
+                 "map3d": "mAP (nuScenes)", "mate": "mATE m", "mase": "mASE", "maoe": "mAOE rad"}
 
 
 def format_score(v: float | None, digits: int = 4) -> str:
@@ -154,8 +159,9 @@ def check_compatible(manifest: Manifest, dataset: EvalDataset) -> np.ndarray:
     if task is None:
         raise DataError(f"`vitdeploy eval` cannot score {head.kind} heads ({head.why_not('eval')})")
     if dataset.task != task:
-        need = ("a COCO file, a folder with annotations.json, or 'synthetic'" if task == "detection"
-                else "a folder with one sub-folder of images per class")
+        need = {"detection": "a COCO file, a folder with annotations.json, or 'synthetic'",
+                DETECTION3D: "a folder with boxes3d.json (`vitdeploy data rig3d`) or 'synthetic'"}.get(
+                    task, "a folder with one sub-folder of images per class")
         raise DataError(f"{manifest.model} is a {head.kind} ({task}) model but {dataset.name} is {dataset.task} "
                         f"data; give {need}")
     if manifest.preprocessing.fused:
@@ -168,11 +174,14 @@ def evaluate_backends(backends: dict[Configuration, Backend], dataset: EvalDatas
                       batch: int = 1, progress: ProgressFn | None = None,
                       image_ids: list[int] | None = None) -> dict[Configuration, EvalResult]:
     """Run every backend over ``dataset`` in batches of ``batch`` images (the camera axis) and score
-    it. A backend that fails with a ``VitDeployError`` part-way is reported skipped with the error;
-    the others go on. ``image_ids`` (a list) receives each image's id, in order."""
+    it; a rig-level head's dataset gives whole frame sets, one per run with its cameras' geometry.
+    A backend that fails with a ``VitDeployError`` part-way is reported skipped with the error; the
+    others go on. ``image_ids`` (a list) receives each image's id, in order."""
     image_ids = [] if image_ids is None else image_ids
     class_map = check_compatible(manifest, dataset)
     head = head_for(manifest)
+    sets = not head.per_camera
+    batch = 1 if sets else batch
     masks = _scores_masks(manifest, dataset)
     scorers = {c: head.truth_scorer(class_map=class_map, masks=masks) for c in backends}
     seconds = dict.fromkeys(backends, 0.0)
@@ -182,14 +191,16 @@ def evaluate_backends(backends: dict[Configuration, Backend], dataset: EvalDatas
 
     def flush() -> None:
         nonlocal done
-        x, letterboxes = preprocess_frames([im.image for im in pending], manifest.preprocessing)
+        frames = pending[0].images if sets else [im.image for im in pending]
+        x, letterboxes = preprocess_frames(frames, manifest.preprocessing)
+        geometry = geometry_inputs(pending[0].geometry, manifest.preprocessing) if sets else {}
         for config, backend in backends.items():
             if config in failed:
                 continue
             spec = backend.inputs[0]
             start = time.perf_counter()
             try:
-                outputs = backend.infer({spec.name: x.astype(spec.dtype, copy=False)})
+                outputs = backend.infer({spec.name: x.astype(spec.dtype, copy=False), **geometry})
             except VitDeployError as exc:
                 failed[config] = str(exc)
                 continue

@@ -47,6 +47,9 @@ from vitdeploy.models.tasks import prepare_task_export
 from vitdeploy.models.zoo import get_card
 
 MAX_CAMERAS_LIMIT = 64
+#: The camera count a per-camera graph takes when the user does not say (a rig-level model's
+#: default is its camera slots).
+DEFAULT_MAX_CAMERAS = 8
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class ExportOptions:
     """How ``export_model`` exports; the defaults are `vitdeploy export`'s.
 
     ``image_size``: model input (H, W) pixels, multiples of the patch size (None: the card's);
-    ``max_cameras``: the largest camera count (batch) the graph takes; ``opset``: ONNX opset;
+    ``max_cameras``: the largest camera count (batch) the graph takes (None: ``DEFAULT_MAX_CAMERAS``,
+    or a rig-level model's camera slots); ``opset``: ONNX opset;
     ``atol``/``rtol``: the parity tolerance against PyTorch; ``tasks``/``task_classes``: the task
     list of a Task Attention (``*-tab``) model (``vitdeploy.models.tasks``); ``fuse_preprocess``:
     resize and normalisation in the graph, which then takes raw uint8 frames of ``source_size``
@@ -65,7 +69,7 @@ class ExportOptions:
     """
 
     image_size: tuple[int, int] | None = None
-    max_cameras: int = 8
+    max_cameras: int | None = None
     opset: int = 18
     atol: float = FP32_ATOL
     rtol: float = FP32_RTOL
@@ -78,6 +82,12 @@ class ExportOptions:
     classes: Sequence[str] | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+
+    def cameras_for(self, head: Head) -> int:
+        """The largest camera count the graph of ``head``'s model takes, as asked or by default."""
+        if self.max_cameras is not None:
+            return self.max_cameras
+        return head.camera_slots or DEFAULT_MAX_CAMERAS
 
 
 @dataclass
@@ -147,6 +157,10 @@ def validate_export(name: str, patch_size: int | None, head: Head, image_size: t
         raise ExportError(f"{name} takes {ch}x{cw} inputs (its relative positions are fixed); drop --image-size")
     if not 1 <= max_cameras <= MAX_CAMERAS_LIMIT:
         raise ExportError(f"--max-cameras {max_cameras} is out of range; use 1..{MAX_CAMERAS_LIMIT}")
+    slots = head.camera_slots
+    if slots is not None and max_cameras > slots:
+        raise ExportError(f"--max-cameras {max_cameras}: {name} answers for a rig of at most {slots} cameras (one "
+                          f"learned embedding per camera position); use 1..{slots}")
 
 
 def _fused(head: Head, spec: Preprocessing, *, source_size: tuple[int, int] | None,
@@ -179,6 +193,11 @@ def graph_specs(head: Head, model: torch.nn.Module, *, image_size: tuple[int, in
         from vitdeploy.exporter.sam_graphs import sam_graph_specs
 
         return sam_graph_specs(model, head=head, max_cameras=max_cameras)
+    if not head.per_camera:
+        from vitdeploy.exporter.rig_graphs import rig_graph_spec
+
+        return [rig_graph_spec(model, head=head, image_size=image_size, max_cameras=max_cameras,
+                               preprocessing=preprocessing)]
     return [perception_graph_spec(model, head=head, image_size=image_size, max_cameras=max_cameras,
                                   preprocessing=preprocessing)]
 
@@ -276,7 +295,12 @@ def export_model(name: str, *, out: str | Path, checkpoint: str | Path | None = 
         state = task_export.state
     image_size = tuple(options.image_size or card.image_size)
     head = make_head(recipe.head_spec(), class_names=recipe.class_names, image_size=image_size)
-    validate_export(card.name, recipe.patch_size, head, image_size, options.max_cameras, card.image_size)
+    cameras = options.cameras_for(head)
+    validate_export(card.name, recipe.patch_size, head, image_size, cameras, card.image_size)
+    if head.geometry_inputs:
+        from vitdeploy.exporter.rig_graphs import rig_export_head
+
+        head = rig_export_head(head, image_size=image_size, cameras=cameras)
     model = _zoo_model(card, recipe, weights, checkpoint=checkpoint, state=state, say=say)
     source = ModelSource(kind=SourceKind.ZOO, reference=card.name, backbone=recipe.backbone,
                          weights_sha256=state_sha256(model))
@@ -304,13 +328,14 @@ def export_prepared(prepared: Prepared, *, out: str | Path, options: ExportOptio
         preprocessing = _fused(head, preprocessing, source_size=options.source_size,
                                channel_order=options.source_channel_order)
 
-    specs = prepared.graphs(preprocessing, options.max_cameras)
+    cameras = options.cameras_for(head)
+    specs = prepared.graphs(preprocessing, cameras)
     graphs = _export_graphs(specs, out=out, options=options, preprocessing=preprocessing, say=say)
 
     seconds = time.perf_counter() - start
     manifest = Manifest(
         model=prepared.name, head=head.spec, parameters=parameters, image_size=image_size,
-        patch_size=prepared.patch_size, max_cameras=options.max_cameras, opset=options.opset,
+        patch_size=prepared.patch_size, max_cameras=cameras, opset=options.opset,
         preprocessing=preprocessing, graphs=graphs, class_names=list(prepared.class_names),
         checkpoint=prepared.checkpoint, created_at=now_iso(), vitdeploy_version=vitdeploy.__version__,
         torch_version=torch.__version__, export_seconds=round(seconds, 2), source=prepared.source,

@@ -96,7 +96,7 @@ def export_factory(reference: str, *, out: str | Path, head: HeadSpec, checkpoin
         load_checkpoint(model, checkpoint)
     model.eval()
     final = observed_head(declared, _observed_shapes(model, declared, reference=reference))
-    validate_export(reference, None, final, image_size, options.max_cameras, image_size)
+    validate_export(reference, None, final, image_size, options.cameras_for(final), image_size)
     names = [s.name for s in final.outputs()]
     wrapper = HeadOrderOutputs(model, names).eval()
     prepared = Prepared(

@@ -19,14 +19,12 @@ from vitdeploy.data.rig import rig_cameras
 from vitdeploy.data.scenes import SceneGenerator
 from vitdeploy.errors import ExportError
 from vitdeploy.exporter.graphs import GraphSpec, ParityCase
-from vitdeploy.models.heads.rig3d import BOX3D_VALUES
+from vitdeploy.heads import Head
 from vitdeploy.models.rig_model import RigPerceptionModel
 from vitdeploy.runtime.preprocess import preprocess_frames
 
-_MEANINGS = {
-    "logits": "class logits per query, one frame set; the last class is 'no object'",
-    "boxes3d": "per query, ego frame: " + ", ".join(BOX3D_VALUES) + " (metres; yaw = atan2(sin, cos))",
-}
+#: Cameras of the synthetic rig, whose geometry a rig graph is exported and parity-checked with.
+SYNTHETIC_RIG_CAMERAS = 6
 
 
 class RigOutputsAsTuple(nn.Module):
@@ -51,9 +49,22 @@ def synthetic_rig_feed(*, cameras: int, image_size: tuple[int, int], preprocessi
     return {"images": images, **geometry_feed(geometry, image_size=image_size)}
 
 
+def export_geometry(*, image_size: tuple[int, int], cameras: int) -> list[CameraGeometry]:
+    """The geometry a rig graph is exported with and records in its manifest: the synthetic rig's
+    first ``cameras`` cameras (its views repeat beyond six) at the model's input size."""
+    rig = [CameraGeometry.from_rig_camera(c) for c in rig_cameras(image_size, count=SYNTHETIC_RIG_CAMERAS)]
+    return [rig[i % len(rig)] for i in range(cameras)]
+
+
+def rig_export_head(head: Head, *, image_size: tuple[int, int], cameras: int) -> Head:
+    """``head`` recording the geometry it is exported with (:func:`export_geometry`)."""
+    return head.with_geometry([g.to_dict() for g in export_geometry(image_size=image_size, cameras=cameras)])
+
+
 def rig_graph_spec(model: RigPerceptionModel, *, image_size: tuple[int, int], max_cameras: int,
-                   preprocessing: Preprocessing) -> GraphSpec:
-    """``model`` gets its position embedding baked for ``image_size`` (the export-only step).
+                   preprocessing: Preprocessing, head: Head | None = None) -> GraphSpec:
+    """``model`` gets its position embedding baked for ``image_size`` (the export-only step); its
+    outputs must be the ones ``head`` declares (when given), and their meanings are the head's.
 
     Parity runs on random images with the synthetic rig's geometry at 1 and ``max_cameras``
     cameras, and on a rendered frame set of the synthetic rig.
@@ -66,13 +77,11 @@ def rig_graph_spec(model: RigPerceptionModel, *, image_size: tuple[int, int], ma
     model.encoder.set_grid(model.encoder.grid_for(*image_size))
     wrapper = RigOutputsAsTuple(model).eval()
     h, w = image_size
-    rig = [CameraGeometry.from_rig_camera(c) for c in rig_cameras(image_size, count=min(max_cameras, 6))]
 
     def make_inputs(dims: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
         c = dims.get(CAMERA_AXIS, 2)
-        geometry = [rig[i % len(rig)] for i in range(c)]
         return {"images": rng.standard_normal((c, 3, h, w)).astype(np.float32),
-                **geometry_feed(geometry, image_size=image_size)}
+                **geometry_feed(export_geometry(image_size=image_size, cameras=c), image_size=image_size)}
 
     feed = make_inputs({CAMERA_AXIS: 1}, np.random.default_rng(0))
     with torch.no_grad():
@@ -80,12 +89,15 @@ def rig_graph_spec(model: RigPerceptionModel, *, image_size: tuple[int, int], ma
     inputs = [
         TensorSpec("images", "float32", [CAMERA_AXIS, 3, h, w], "normalised camera images of one frame set, RGB, NCHW"),
         TensorSpec("intrinsics", "float32", [CAMERA_AXIS, 3, 3],
-                   "per camera [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] in model-input pixels"),
+                   "per camera the pinhole matrix K (fx, 0, cx; 0, fy, cy; 0, 0, 1) in model-input pixels"),
         TensorSpec("cam_to_ego", "float32", [CAMERA_AXIS, 4, 4], "per camera, camera frame -> ego frame, metres"),
     ]
-    outputs = [TensorSpec(name, "float32", list(o.shape), _MEANINGS[name])
-               for name, o in zip(model.output_names, outs, strict=True)]
-    cams = min(max_cameras, 6)
+    shapes = {name: list(o.shape) for name, o in zip(model.output_names, outs, strict=True)}
+    if head is not None:
+        head.check_outputs(shapes)
+    outputs = [TensorSpec(name, "float32", shape, head.meaning(name) if head is not None else "")
+               for name, shape in shapes.items()]
+    cams = min(max_cameras, SYNTHETIC_RIG_CAMERAS)
     rendered = synthetic_rig_feed(cameras=cams, image_size=image_size, preprocessing=preprocessing)
     return GraphSpec(
         name="model", file="model.onnx", module=wrapper, inputs=inputs, outputs=outputs,

@@ -15,10 +15,12 @@ from vitdeploy.bundle.manifest import Manifest
 from vitdeploy.errors import BundleError
 from vitdeploy.heads.agreement import TaskAgreement
 from vitdeploy.heads.base import Decoded, Head
+from vitdeploy.heads.boxes3d import Boxes3D
 from vitdeploy.heads.classify import CaitClassificationHead, ClassificationHead, MultiTaskClassificationHead
 from vitdeploy.heads.detr import DetectionHead, InstanceMaskHead
 from vitdeploy.heads.letterbox import Letterbox
 from vitdeploy.heads.results import CameraResult, Detections, SetResult
+from vitdeploy.heads.rig3d import Rig3dHead
 from vitdeploy.heads.sam import SegmentAnythingHead
 from vitdeploy.heads.truth import EvalScores, TruthScorer
 
@@ -30,6 +32,7 @@ HEADS: dict[str, type[Head]] = {
     "cait": CaitClassificationHead,
     "tab": MultiTaskClassificationHead,
     "sam": SegmentAnythingHead,
+    "rig3d": Rig3dHead,
 }
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "BoxFormat",
     "BoxLayout",
     "BoxUnits",
+    "Boxes3D",
     "CameraResult",
     "Decoded",
     "Detections",

@@ -54,6 +54,11 @@ class Head:
     prompted: ClassVar[bool] = False
     instance_masks: ClassVar[bool] = False
     unordered_outputs: ClassVar[tuple[str, ...]] = ()
+    #: Graph inputs besides the images that carry the cameras' geometry (rig-level heads), fed
+    #: once per rig from the rig file (``vitdeploy.runtime.rig_geometry``).
+    geometry_inputs: ClassVar[tuple[str, ...]] = ()
+    #: INT8: layer patterns (as ``--exclude`` takes them) this kind keeps in high precision, and why.
+    high_precision_layers: ClassVar[dict[str, str]] = {}
     #: Defaults for a spec that leaves them out (e.g. a migrated schema-1 manifest).
     default_scores: ClassVar[ScoreActivation | None] = None
     default_boxes: ClassVar[BoxFormat | None] = None
@@ -79,6 +84,21 @@ class Head:
     def num_classes(self) -> int:
         """Classes the head predicts (without a "no object" class)."""
         return int(self.config.get("num_classes") or len(self.class_names))
+
+    @property
+    def camera_slots(self) -> int | None:
+        """The most cameras the model itself takes (a rig-level head's learned camera slots, from
+        its config); None: any number (per-camera heads)."""
+        return None
+
+    def exported_geometry(self) -> list[dict]:
+        """The camera geometry the bundle was exported with (rig-level heads; one dict per camera,
+        as ``vitdeploy.data.geometry.CameraGeometry.to_dict`` writes it); empty where none."""
+        return []
+
+    def with_geometry(self, geometry: Sequence[dict]) -> Head:
+        """This head recording ``geometry`` as the one its bundle was exported with."""
+        raise BundleError(f"{self.kind} heads answer per camera and take no camera geometry")
 
     def describe(self) -> str:
         """'detr (softmax scores; boxes cx, cy, w, h in 0..1 of the model input)' and the like."""

@@ -42,8 +42,10 @@ class LabelledImage(Protocol):
 @dataclass(frozen=True)
 class EvalScores:
     """One configuration's accuracy: COCO box AP over IoU 0.50:0.95 (``map``), at 0.50 and 0.75;
-    semantic mIoU (mask heads); top-1 accuracy (classification heads). All 0..1; None where the
-    head or the data does not give it (e.g. no ground-truth boxes, no masks)."""
+    semantic mIoU (mask heads); top-1 accuracy (classification heads); for rig-level 3D heads
+    nuScenes mAP over centre distances 0.5/1/2/4 m (``map3d``) with the true-positive errors at 2 m:
+    ``mate`` metres, ``mase`` 1 - IoU, ``maoe`` radians (``vitdeploy.heads.metrics3d``). Scores are
+    0..1; None where the head or the data does not give it (e.g. no ground-truth boxes, no masks)."""
 
     images: int
     map: float | None = None
@@ -51,10 +53,15 @@ class EvalScores:
     map75: float | None = None
     miou: float | None = None
     top1: float | None = None
+    map3d: float | None = None
+    mate: float | None = None
+    mase: float | None = None
+    maoe: float | None = None
 
     def to_dict(self) -> dict[str, float | int | None]:
         return {"images": self.images, "map": self.map, "map50": self.map50, "map75": self.map75,
-                "miou": self.miou, "top1": self.top1}
+                "miou": self.miou, "top1": self.top1, "map3d": self.map3d, "mate": self.mate, "mase": self.mase,
+                "maoe": self.maoe}
 
 
 class TruthScorer(abc.ABC):

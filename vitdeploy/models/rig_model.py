@@ -19,7 +19,7 @@ from torch import nn
 from vitdeploy.errors import DataError, ModelNotFoundError
 from vitdeploy.models.encoder import VisionTransformer
 from vitdeploy.models.heads.rig3d import Rig3dConfig, Rig3dHead
-from vitdeploy.models.zoo import DRIVING_CLASSES, ENCODER_SIZES
+from vitdeploy.models.sizes import DRIVING_CLASSES, ENCODER_SIZES
 
 
 class RigPerceptionModel(nn.Module):

@@ -1,7 +1,8 @@
 """The model zoo: named models as small card makers in a plain, literal dict.
 
 ``vit-{test,tiny,small,base,large}-{cls,cait,detr,mask,tab}``, ``sam-vit-{b,l,h}``, the tiny
-``*-test-*`` variants that the default tests export in seconds, and ``demo-detr``, the detector
+``*-test-*`` variants that the default tests export in seconds, ``vit-{test,tiny}-rig3d`` (one
+Perceiver-IO head over all cameras, 3D boxes in the ego frame), and ``demo-detr``, the detector
 trained on vitdeploy's synthetic driving scenes and shipped with the package. Every name is
 written out below, so searching for the name a user types finds its entry.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from torch import nn
 
@@ -25,34 +25,15 @@ from vitdeploy.models.heads.detr import DetrHead, TwoStageDetrHead
 from vitdeploy.models.heads.mask import MaskHead
 from vitdeploy.models.heads.tab import TabHead, Task
 from vitdeploy.models.model import PerceptionModel
+from vitdeploy.models.rig_model import RIG3D_MODELS
 from vitdeploy.models.sam.build import SAM_VARIANTS, build_sam
+from vitdeploy.models.sizes import DRIVING_CLASSES, ENCODER_SIZES
 from vitdeploy.models.tasks import task_class_names, tasks_config
-
-#: Classes of vitdeploy's synthetic driving scenes; the default class set of detection/mask models.
-DRIVING_CLASSES = ("car", "truck", "pedestrian", "cyclist", "traffic_cone", "traffic_light")
 
 #: The detector trained on the synthetic scenes (tools/train_demo.py) and shipped in the package.
 DEMO_DETR = "demo-detr"
 DEMO_IMAGE_SIZE = (192, 336)
 DEMO_QUERIES = 30
-
-
-@dataclass(frozen=True)
-class EncoderSize:
-    embed_dim: int
-    depth: int
-    num_heads: int
-    decoder_heads: int
-    decoder_layers: int
-
-
-ENCODER_SIZES: dict[str, EncoderSize] = {
-    "test": EncoderSize(embed_dim=64, depth=2, num_heads=2, decoder_heads=2, decoder_layers=2),
-    "tiny": EncoderSize(embed_dim=192, depth=12, num_heads=3, decoder_heads=6, decoder_layers=3),
-    "small": EncoderSize(embed_dim=384, depth=12, num_heads=6, decoder_heads=8, decoder_layers=6),
-    "base": EncoderSize(embed_dim=768, depth=12, num_heads=12, decoder_heads=8, decoder_layers=6),
-    "large": EncoderSize(embed_dim=1024, depth=24, num_heads=16, decoder_heads=8, decoder_layers=6),
-}
 
 
 def _vit(size: str, image_size: tuple[int, int], *, class_token: bool) -> Callable[..., VisionTransformer]:
@@ -219,6 +200,16 @@ def _demo_card(name: str) -> ModelCard:
         class_names=DRIVING_CLASSES, weights="demo-detr.safetensors")
 
 
+def _rig3d_card(name: str) -> ModelCard:
+    """A rig-level model of ``RIG3D_MODELS``: one graph over a whole frame set and its geometry."""
+    spec = RIG3D_MODELS[name]
+    head = HeadSpec("rig3d", scores=ScoreActivation.SOFTMAX,
+                    config={"num_classes": spec.head.num_classes, "num_queries": spec.head.num_queries,
+                            "max_cameras": spec.head.max_cameras})
+    return ModelCard(name=name, head=head, image_size=spec.image_size, patch_size=spec.patch_size,
+                     builder=spec.build, description=spec.description, class_names=spec.class_names)
+
+
 def _sam_card(name: str, variant: str) -> ModelCard:
     config = SAM_VARIANTS[variant]
     grid = config.image_embedding_size
@@ -262,6 +253,8 @@ ZOO: dict[str, ModelCard] = {card.name: card for card in (
     _sam_card("sam-vit-l", "vit_l"),
     _sam_card("sam-vit-h", "vit_h"),
     _sam_card("sam-vit-test", "test"),
+    _rig3d_card("vit-test-rig3d"),
+    _rig3d_card("vit-tiny-rig3d"),
 )}
 
 

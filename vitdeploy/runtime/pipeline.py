@@ -107,7 +107,8 @@ class Pipeline:
 
     ``preprocessing`` is the manifest's (the same code calibration uses); ``input_name`` the graph
     input fed with the (N, 3, h, w) batch — or, when preprocessing is fused into the graph, the raw
-    (N, Hs, Ws, 3) uint8 frames. ``max_sets`` stops after that many sets reached the
+    (N, Hs, Ws, 3) uint8 frames; ``constant_inputs`` the graph's other inputs, the same for every
+    set (a rig-level model's camera geometry). ``max_sets`` stops after that many sets reached the
     sinks. ``error`` holds the exception of a stage that failed (the pipeline then stops).
     ``reuse_batches``: raw frames for a fused graph are copied into a reused batch (a
     ``BatchRing``) instead of a new array per set; the results are the same.
@@ -116,7 +117,8 @@ class Pipeline:
     def __init__(self, *, synchronizer: Synchronizer, backend: Backend, decoder: DecodeFn,
                  preprocessing: Preprocessing, sinks: list[Sink], stats: Stats, policy: QueuePolicy,
                  queue_size: int = 1, max_sets: int | None = None, max_in_flight: int | None = None,
-                 allow_resize: bool = False, reuse_batches: bool = True):
+                 allow_resize: bool = False, reuse_batches: bool = True,
+                 constant_inputs: dict[str, np.ndarray] | None = None):
         self.synchronizer = synchronizer
         self.backend = backend
         self.decoder = decoder
@@ -128,6 +130,7 @@ class Pipeline:
         spec = backend.inputs[0]
         self.input_name = spec.name
         self.input_dtype = np.dtype(spec.dtype)
+        self.constant_inputs = dict(constant_inputs or {})
         self.queues = {name: StageQueue(name, maxsize=max(queue_size, SINK_QUEUE_SIZE) if name == "sink"
                                         else queue_size, policy=policy, on_drop=self._dropped_set)
                        for name in ("preprocess", "infer", "postprocess", "sink")}
@@ -257,7 +260,7 @@ class Pipeline:
 
     def _infer(self, fs: FrameSet) -> bool:
         fs.stamps["infer_start"] = time.monotonic()
-        fs.outputs = self.backend.infer({self.input_name: fs.batch})
+        fs.outputs = self.backend.infer({self.input_name: fs.batch, **self.constant_inputs})
         _release_batch(fs)
         fs.stamps["infer_end"] = time.monotonic()
         return True

@@ -4,6 +4,10 @@ A rig is written in TOML (``docs/rig.example.toml`` is a commented example) and 
 frozen dataclasses. A malformed file is a ``RigConfigError`` that names the line (TOML syntax) or
 the field (``cameras[2].fps: expected a positive number, got 'abc'``). Relative paths in the file
 (bundle, video files, image folders, the output folder) are relative to the rig file's folder.
+
+Why this is long: every table of the file (cameras with their recordings and geometry, model,
+outputs) and the one typed reader (``_Fields``) whose errors name the field stay together, so a new
+key cannot be added without being checked and named in the error.
 """
 
 from __future__ import annotations
@@ -16,13 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from vitdeploy.bundle.manifest import Precision
-from vitdeploy.errors import RigConfigError
+from vitdeploy.data.geometry import CameraGeometry
+from vitdeploy.errors import DataError, RigConfigError
 from vitdeploy.runtime.backends import BACKEND_KINDS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # JetPack 6 runs Python 3.10: tomli is the same parser (a core dependency there)
     import tomli as tomllib
+
+
+class GeometrySource(str, enum.Enum):
+    """Where a rig-level model's camera geometry comes from."""
+
+    RIG = "rig"  # each camera's [cameras.geometry]; a camera without one is an error
+    EXPORTED = "exported"  # a camera without [cameras.geometry] takes the bundle's recorded (synthetic rig) one
 
 
 class VideoMode(str, enum.Enum):
@@ -43,6 +55,8 @@ class Camera:
     longer than ``timeout_s`` seconds to open, or to deliver its next frame, is given up and
     reopened. ``topic`` names the image topic of a recording source (an MCAP file or ROS 2 bag;
     ``fps`` is then only the expected rate: frames play on the recording's own stamps).
+    ``geometry``: the camera's calibration (``[cameras.geometry]``: intrinsics and where it
+    sits on the car, the frames of ``vitdeploy.data.geometry``), which a rig-level model needs.
     """
 
     name: str
@@ -50,6 +64,7 @@ class Camera:
     fps: float
     resolution: tuple[int, int] | None = None
     topic: str | None = None
+    geometry: CameraGeometry | None = None
     loop: bool = False
     reconnect_interval_s: float = 1.0
     reconnect_attempts: int = 0
@@ -71,6 +86,8 @@ class ModelConfig:
     allow_cpu_resize: bool = False
     #: run a graph that `calibrate --min-agreement` rejected (recorded in the run summary)
     allow_rejected: bool = False
+    #: rig-level models: where the camera geometry comes from (the rig file's, by default)
+    geometry: GeometrySource = GeometrySource.RIG
 
 
 @dataclass(frozen=True)
@@ -118,10 +135,12 @@ class Rig:
 
 _TOP_KEYS = {"rate_hz", "sync_tolerance_ms", "latency_budget_ms", "startup_timeout_s", "model", "outputs", "cameras"}
 _MODEL_KEYS = {"bundle", "backend", "precision", "device", "score_threshold", "top_k", "allow_cpu_resize",
-               "allow_rejected"}
+               "allow_rejected", "geometry"}
 _OUTPUT_KEYS = {"dir", "jsonl", "video", "live", "mcap", "mcap_images"}
 _CAMERA_KEYS = {"name", "source", "fps", "resolution", "loop", "reconnect_interval_s", "reconnect_attempts",
-                "timeout_s", "topic"}
+                "timeout_s", "topic", "geometry"}
+_GEOMETRY_KEYS = {"image_size", "fx", "fy", "cx", "cy", "position", "yaw_deg", "pitch_deg", "roll_deg", "cam_to_ego"}
+_MOUNT_KEYS = ("position", "yaw_deg", "pitch_deg", "roll_deg")
 
 
 def load_rig(path: str | Path) -> Rig:
@@ -172,11 +191,14 @@ def _camera(f: _Fields, raw: Any, i: int) -> Camera:
     source = f.string(raw, "source", f"{where}.source", required=True)
     # a recording's frames play on their own stamps: its fps is only the expected rate
     recording = "topic" in raw or source.split("#", 1)[0].lower().endswith((".mcap", ".db3"))
+    name = f.string(raw, "name", f"{where}.name", required=True)
+    resolution = f.size(raw, "resolution", f"{where}.resolution")
     return Camera(
-        name=f.string(raw, "name", f"{where}.name", required=True),
+        name=name,
         source=source,
         fps=f.number(raw, "fps", f"{where}.fps", required=not recording, default=10.0, positive=True),
-        resolution=f.size(raw, "resolution", f"{where}.resolution"),
+        resolution=resolution,
+        geometry=_geometry(f, raw, f"{where}.geometry", name=name, resolution=resolution),
         loop=f.boolean(raw, "loop", f"{where}.loop", default=False),
         reconnect_interval_s=f.number(raw, "reconnect_interval_s", f"{where}.reconnect_interval_s", default=1.0,
                                       minimum=0.0),
@@ -185,6 +207,41 @@ def _camera(f: _Fields, raw: Any, i: int) -> Camera:
         timeout_s=f.number(raw, "timeout_s", f"{where}.timeout_s", default=5.0, positive=True),
         topic=f.string(raw, "topic", f"{where}.topic", default="") or None,
     )
+
+
+def _geometry(f: _Fields, raw: dict, where: str, *, name: str,
+              resolution: tuple[int, int] | None) -> CameraGeometry | None:
+    """``[cameras.geometry]``: fx, fy, cx, cy (pixels of ``image_size``, default the camera's
+    resolution) and either ``position`` (x, y, z metres, ego frame) with ``yaw_deg``/``pitch_deg``
+    (/``roll_deg``), or ``cam_to_ego`` (4x4, camera -> ego); the conventions of
+    ``vitdeploy.data.geometry``."""
+    if "geometry" not in raw:
+        return None
+    g = raw["geometry"]
+    if not isinstance(g, dict):
+        raise f.fail(where, "a table with fx, fy, cx, cy and position + yaw_deg + pitch_deg (or cam_to_ego)", g)
+    f.known(g, _GEOMETRY_KEYS, where)
+    size = f.size(g, "image_size", f"{where}.image_size") or resolution
+    if size is None:
+        raise RigConfigError(f"{f.source}: {where}.image_size: missing; give [height, width] of the images fx, fy, "
+                             "cx, cy are pixels of (or the camera's resolution)")
+    k = {key: f.number(g, key, f"{where}.{key}", required=True, positive=key in ("fx", "fy"))
+         for key in ("fx", "fy", "cx", "cy")}
+    try:
+        if "cam_to_ego" in g:
+            if any(key in g for key in _MOUNT_KEYS):
+                raise RigConfigError(f"{f.source}: {where}: give cam_to_ego or position + yaw_deg + pitch_deg "
+                                     "(+ roll_deg), not both")
+            intrinsics = [[k["fx"], 0.0, k["cx"]], [0.0, k["fy"], k["cy"]], [0.0, 0.0, 1.0]]
+            return CameraGeometry.from_matrices(name=name, image_size=size, intrinsics=intrinsics,
+                                                cam_to_ego=f.matrix(g, "cam_to_ego", f"{where}.cam_to_ego", rows=4))
+        position = f.matrix(g, "position", f"{where}.position", rows=None, columns=3)
+        return CameraGeometry(name=name, image_size=size, **k, position=tuple(position),
+                              yaw_deg=f.number(g, "yaw_deg", f"{where}.yaw_deg", required=True),
+                              pitch_deg=f.number(g, "pitch_deg", f"{where}.pitch_deg", required=True),
+                              roll_deg=f.number(g, "roll_deg", f"{where}.roll_deg", default=0.0))
+    except DataError as exc:
+        raise RigConfigError(f"{f.source}: {where}: {exc}") from None
 
 
 def _model(f: _Fields, raw: dict) -> ModelConfig:
@@ -209,6 +266,8 @@ def _model(f: _Fields, raw: dict) -> ModelConfig:
         top_k=int(f.number(raw, "top_k", "model.top_k", default=100, positive=True, integer=True)),
         allow_cpu_resize=f.boolean(raw, "allow_cpu_resize", "model.allow_cpu_resize", default=False),
         allow_rejected=f.boolean(raw, "allow_rejected", "model.allow_rejected", default=False),
+        geometry=GeometrySource(f.choice(raw, "geometry", "model.geometry", [g.value for g in GeometrySource],
+                                         default=GeometrySource.RIG.value)),
     )
 
 
@@ -284,6 +343,31 @@ class _Fields:
             raise self.fail(where, "true or false", value)
         return value
 
+    def choice(self, raw: dict, key: str, where: str, choices: list[str], *, default: str) -> str:
+        value = self.string(raw, key, where, default=default)
+        if value not in choices:
+            raise self.fail(where, f"one of {', '.join(choices)}", value)
+        return value
+
+    def matrix(self, raw: dict, key: str, where: str, *, rows: int | None, columns: int | None = None) -> list:
+        """A required list of ``columns`` numbers (``rows`` None), or ``rows`` lists of ``rows`` (square)
+        or ``columns`` numbers each."""
+        if key not in raw:
+            raise RigConfigError(f"{self.source}: {where}: missing; it is required")
+        value = raw[key]
+        width = columns or rows
+
+        def numbers(row: Any) -> bool:
+            return (isinstance(row, list) and len(row) == width and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in row))
+
+        ok = numbers(value) if rows is None else (isinstance(value, list) and len(value) == rows
+                                                  and all(numbers(r) for r in value))
+        if not ok:
+            what = f"{width} numbers" if rows is None else f"{rows} rows of {width} numbers"
+            raise self.fail(where, what, value)
+        return [float(v) for v in value] if rows is None else [[float(v) for v in r] for r in value]
+
     def size(self, raw: dict, key: str, where: str) -> tuple[int, int] | None:
         if key not in raw:
             return None
@@ -342,17 +426,21 @@ def synthetic_rig(cameras: int = 6, *, fps: float = 10.0, size: tuple[int, int] 
                   loop: int = 0, rate_hz: float | None = None, sync_tolerance_ms: float = 50.0,
                   latency_budget_ms: float = 100.0, model: ModelConfig | None = None,
                   outputs: Outputs | None = None) -> Rig:
-    """A rig of the first ``cameras`` synthetic cameras (``vitdeploy.data.scenes``), no file needed.
+    """A rig of the first ``cameras`` synthetic cameras (``vitdeploy.data.scenes``), no file needed,
+    each with its geometry (the synthetic rig's nominal mounting).
 
     ``size`` is (H, W) pixels; ``loop`` > 0 renders that many ticks once and replays them (cheap
     frames for benchmarks); ``rate_hz`` defaults to ``fps`` (0: free-running).
     """
+    from vitdeploy.data.rig import rig_cameras
     from vitdeploy.runtime.sources.synthetic import synthetic_camera_names
 
     names = synthetic_camera_names(cameras)
     h, w = size
     query = f"size={h}x{w}&seed={seed}" + (f"&loop={loop}" if loop else "")
-    cams = tuple(Camera(name=n, source=f"synthetic://{n}?{query}", fps=fps, resolution=(h, w)) for n in names)
+    cams = tuple(Camera(name=n, source=f"synthetic://{n}?{query}", fps=fps, resolution=(h, w),
+                        geometry=CameraGeometry.from_rig_camera(c))
+                 for n, c in zip(names, rig_cameras((h, w), count=len(names)), strict=True))
     return Rig(cameras=cams, model=model or ModelConfig(), rate_hz=fps if rate_hz is None else rate_hz,
                sync_tolerance_ms=sync_tolerance_ms, latency_budget_ms=latency_budget_ms,
                outputs=outputs or Outputs())

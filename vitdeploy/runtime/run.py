@@ -26,6 +26,7 @@ from vitdeploy.runtime.backends import open_backend
 from vitdeploy.runtime.backends.base import Backend
 from vitdeploy.runtime.pipeline import DecodeFn, Pipeline, QueuePolicy
 from vitdeploy.runtime.rig import Rig, VideoMode
+from vitdeploy.runtime.rig_geometry import rig_inputs
 from vitdeploy.runtime.sink_thread import SinkThread
 from vitdeploy.runtime.sinks import JsonlSink, LiveView, VideoSink
 from vitdeploy.runtime.sources import Source, open_source
@@ -124,6 +125,7 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: Run
     if len(rig.cameras) > manifest.max_cameras:
         raise BackendError(f"the rig has {len(rig.cameras)} cameras, bundle {bundle.path} takes 1..{manifest.max_cameras}; "
                            f"re-export it with --max-cameras {len(rig.cameras)}")
+    constant_inputs = rig_inputs(rig, manifest)  # a rig-level model's camera geometry, checked before anything opens
     cams = _open_sources(rig, sources, channel_order=_source_channel_order(manifest.preprocessing))
     out_dir = _output_dir(rig, options.out)
     stop = stop_event or threading.Event()
@@ -154,7 +156,8 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: Run
             pipeline = Pipeline(synchronizer=sync, backend=backend, decoder=decode,
                                 preprocessing=manifest.preprocessing, sinks=sinks, stats=stats,
                                 policy=QueuePolicy.BLOCK if rig.rate_hz <= 0 else QueuePolicy.DROP_OLDEST,
-                                max_sets=options.max_frames, allow_resize=rig.model.allow_cpu_resize)
+                                max_sets=options.max_frames, allow_resize=rig.model.allow_cpu_resize,
+                                constant_inputs=constant_inputs)
             if console is not None and rig.outputs.live:
                 live = LiveView(stats, dropped=lambda: sum(pipeline.dropped.values()), console=console)
             started = time.monotonic()

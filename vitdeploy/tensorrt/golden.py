@@ -12,8 +12,9 @@ Image inputs are frames the model can see something in: synthetic driving scenes
 from a different camera each) and, for one frame in ``_PHOTO_EVERY``, a real photograph (a
 portrait: a driving detector may find nothing in it, a classifier something). They go through the
 bundle's own preprocessing for a float image input, or as raw uint8 frames of the source size for a
-bundle with fused preprocessing (its graph does the preprocessing itself). Other inputs are seeded
-random numbers. The pool is ``max_cameras`` frames; a graph the head's task-level agreement judges
+bundle with fused preprocessing (its graph does the preprocessing itself). A rig-level graph's
+camera geometry inputs hold the geometry the bundle was exported with (random matrices would be no
+cameras at all). Other inputs are seeded random numbers. The pool is ``max_cameras`` frames; a graph the head's task-level agreement judges
 gets at least ``TASK_FRAMES`` (``agreement.py`` says why). ``agreement.py`` holds what an engine
 must reach against them.
 
@@ -34,6 +35,7 @@ from vitdeploy.bundle import Bundle, atomic_path
 from vitdeploy.bundle.manifest import CAMERA_AXIS, Graph, Manifest, Precision, Preprocessing
 from vitdeploy.heads import head_for
 from vitdeploy.runtime.backends.onnxruntime import cpu_session, run_on_cpu
+from vitdeploy.runtime.rig_geometry import exported_geometry, geometry_inputs
 from vitdeploy.tensorrt.errors import BuildError
 
 GOLDEN_FILE = "golden.npz"
@@ -178,9 +180,18 @@ def golden_inputs(bundle: Bundle, graph: Graph, dims: dict[str, int], *,
     graph fuses the preprocessing), seeded noise otherwise."""
     rng = np.random.default_rng(seed)
     pre = bundle.manifest.preprocessing
+    head = head_for(bundle.manifest)
     feeds, sources = {}, ()
+    geometry: dict[str, np.ndarray] = {}
+    if head.geometry_inputs:
+        cameras = exported_geometry(head)
+        count = dims.get(CAMERA_AXIS, len(cameras))
+        geometry = geometry_inputs([cameras[i % len(cameras)] for i in range(count)], pre)
     for spec in graph.inputs:
         shape = spec.concrete_shape(**dims)
+        if spec.name in geometry:
+            feeds[spec.name] = geometry[spec.name].astype(spec.dtype)
+            continue
         is_image = (spec.dtype == "float32" and len(shape) == 4 and shape[1] == 3
                     and tuple(shape[2:]) == tuple(pre.image_size) and not pre.fused)
         is_frames = (pre.fused and spec.dtype == "uint8" and len(shape) == 4 and shape[3] == 3

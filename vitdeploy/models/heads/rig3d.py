@@ -25,12 +25,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vitdeploy.heads.rig3d import BOX3D_VALUES
 from vitdeploy.models.attention import Mlp, MultiHeadAttention
 from vitdeploy.models.encoder import Block
 from vitdeploy.models.heads.query_decoder import DecoderLayer
-
-#: Values per box in ``boxes3d``.
-BOX3D_VALUES = ("x", "y", "z", "length", "width", "height", "sin_yaw", "cos_yaw")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 
 from vitdeploy.data.boxes3d import Boxes3D
 from vitdeploy.errors import DataError
-from vitdeploy.evaluation.detection3d import (
+from vitdeploy.heads.metrics3d import (
     Detection3DConfig,
     aligned_iou,
     detection3d_scores,

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vitdeploy.data.boxes3d import Boxes3D
 from vitdeploy.errors import DataError
+from vitdeploy.heads.boxes3d import Boxes3D
 
 DISTANCE_THRESHOLDS_M = (0.5, 1.0, 2.0, 4.0)
 #: Evaluation range (distance of the box centre from the ego origin in the ground plane, metres).
