@@ -45,7 +45,7 @@ def test_the_documented_example_has_no_active_network_camera_or_private_address(
 
     active = [line.split("#")[0] for line in EXAMPLE.read_text().splitlines()]
     private = re.compile(r"\b(10|127|192\.168|172\.(1[6-9]|2\d|3[01]))\.\d+\.\d+")
-    assert not [line for line in active if private.search(line)]  # before: rtsp://192.168.1.20:8554/dash
+    assert not [line for line in active if private.search(line)]  # before: an rtsp:// camera at a private address
     assert all(c.source.startswith("synthetic://") or c.source.endswith(".mp4") for c in load_rig(EXAMPLE).cameras)
 
 
