@@ -284,7 +284,8 @@ def main() -> int:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in sorted(by.items(), key=lambda kv: -kv[1]) if v >= 0.05)
         print(f"round {r}: decode-only {decode_rounds[r][0]:.1f} -> {decode_rounds[r + 1][0]:.1f} sets/s "
               f"({decode_rounds[r][1]:.1f} CPU ms/set); runtime {rate:.1f} sets/s, {cpu_ms:.1f} CPU ms/set "
-              f"({summary.sets_out} sets, {summary.sets_dropped} dropped); ratio {ratios[-1]:.3f}")
+              f"({summary.sets_out} sets, {summary.sets_dropped} dropped, {summary.zero_copy_sets} decoded "
+              f"straight into the batch); ratio {ratios[-1]:.3f}")
         print(f"         runtime CPU ms/set by thread: {stages}")
         print("         stage p50 ms: " + ", ".join(
             f"{k} {summary.percentiles(k, (50,))[50]:.1f}" for k in ("preprocess", "infer", "postprocess", "sink")

@@ -37,10 +37,11 @@ class CheckingBackend(Backend):
 
     name = "checking"
 
-    def __init__(self, *, sleep_s: float):
+    def __init__(self, *, sleep_s: float, allow_zeros: bool = False):
         super().__init__(inputs=[TensorSpec("frames", "uint8", ["cameras", *SOURCE, 3])],
                          outputs=[TensorSpec("pixels", "uint8", ["cameras", 3])])
         self.sleep_s = sleep_s
+        self.allow_zeros = allow_zeros  # a camera that never delivered fills its slot with zeros
         self.problems: list[str] = []
         self.batches: set[int] = set()
 
@@ -49,6 +50,8 @@ class CheckingBackend(Backend):
         self.batches.add(batch.__array_interface__["data"][0])
         before = batch.copy()
         for i in range(len(batch)):
+            if self.allow_zeros and not batch[i].any():
+                continue
             if not (batch[i] == batch[i, 0, 0]).all() or batch[i, 0, 0, 1] != i:
                 self.problems.append(f"camera {i} not one whole frame of its own")
         time.sleep(self.sleep_s)

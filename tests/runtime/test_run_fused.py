@@ -23,14 +23,17 @@ def colour_video(path, frames: int) -> None:
     writer.release()
 
 
-def run(bundle, tmp_path, name, *, order=None):
+def run(bundle, tmp_path, name, *, order=None, video=True, summaries=None):
     """Detections per set; ``order`` given: the cameras deliver that order (else run_rig asks)."""
     cams = tuple(Camera(name=f"cam{i}", source=str(tmp_path / f"cam{i}.mp4"), fps=20.0) for i in range(2))
     sources = None if order is None else {
         c.name: VideoFileSource(c.name, c.source, fps=20.0, paced=False, channel_order=order) for c in cams}
     rig = Rig(cameras=cams, model=ModelConfig(bundle=bundle.path, score_threshold=0.0, top_k=5), rate_hz=0.0,
-              latency_budget_ms=1e6, outputs=Outputs(jsonl="frames.jsonl", video=VideoMode.MOSAIC, live=False))
+              latency_budget_ms=1e6, outputs=Outputs(jsonl="frames.jsonl", video=VideoMode.MOSAIC if video else VideoMode.NONE,
+                                                     live=False))
     summary = run_rig(rig, bundle=bundle, options=RunOptions(out=tmp_path / name), sources=sources)
+    if summaries is not None:
+        summaries.append(summary)
     assert summary.stopped_by == "sources finished" and summary.sets_out == 6
     lines = [json.loads(line) for line in (tmp_path / name / "frames.jsonl").read_text().splitlines()]
     return [[(d["label"], d["score"], d["box"]) for c in rec["cameras"] for d in c["results"]] for rec in lines]
@@ -56,3 +59,17 @@ def test_decoder_bgr_frames_into_a_bgr_graph_give_the_detections_of_swapped_rgb_
     assert len(got) == 6 and all(len(dets) == 10 for dets in got)
     assert got == ref  # the same detections, to the last bit
     assert (tmp_path / "bgr" / "mosaic.mp4").stat().st_size > 0  # the video sink drew on BGR frames
+
+
+def test_frames_decoded_into_the_batch_give_the_detections_of_copied_frames(exported, tmp_path):
+    """Without a sink that reads the frames, the decoders write straight into the model's batch
+    (no copy); with the video sink they decode into arrays of their own, copied into the batch."""
+    for i in range(2):
+        colour_video(tmp_path / f"cam{i}.mp4", 6)
+    bundle = exported("vit-test-detr", max_cameras=2, fuse_preprocess=True, source_size=SOURCE,
+                      source_channel_order="BGR")
+    summaries = []
+    direct = run(bundle, tmp_path, "direct", video=False, summaries=summaries)
+    copied = run(bundle, tmp_path, "copied", video=True, summaries=summaries)
+    assert [s.zero_copy_sets for s in summaries] == [6, 0]
+    assert len(direct) == 6 and direct == copied

@@ -173,6 +173,9 @@ def _print_summary(summary) -> None:
     console.print(f"{summary.sets_out} frame sets in {summary.duration_s:.1f} s ({rate:.1f} sets/s); "
                   f"dropped: {drops}; deadline misses: {summary.deadline_misses} over {summary.budget_ms:g} ms "
                   f"(p99 {e2e:.1f} ms); stopped by {summary.stopped_by}", soft_wrap=True)
+    if summary.zero_copy_sets:
+        console.print(f"{summary.zero_copy_sets} frame sets went to the model as the cameras decoded them "
+                      "(no copy)", soft_wrap=True)
     for f in ([summary.jsonl] if summary.jsonl else []) + summary.videos + ([summary.mcap] if summary.mcap else []):
         console.print(f"wrote {f}")
     for line in summary.overrides:

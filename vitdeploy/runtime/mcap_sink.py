@@ -41,6 +41,10 @@ class McapSink(Sink):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = RecordingWriter(self.path)
 
+    @property
+    def reads_images(self) -> bool:
+        return self.images
+
     def write(self, fs: FrameSet) -> None:
         from vitdeploy.data.recordings import STATUS_TOPIC, SetStatus, annotations_topic, image_topic
 

@@ -22,8 +22,8 @@ import numpy as np
 from vitdeploy.bundle.manifest import Preprocessing
 from vitdeploy.heads import Decoded, Letterbox
 from vitdeploy.runtime.backends.base import Backend
-from vitdeploy.runtime.batches import BatchRing
-from vitdeploy.runtime.preprocess import fill_raw_batch, prepare_batch
+from vitdeploy.runtime.batches import BatchRing, HeldRows
+from vitdeploy.runtime.preprocess import fill_raw_batch, prepare_batch, raw_letterbox
 from vitdeploy.runtime.sinks import Sink
 from vitdeploy.runtime.stats import Stats
 from vitdeploy.runtime.sync import FrameSet, Synchronizer
@@ -111,7 +111,9 @@ class Pipeline:
     set (a rig-level model's camera geometry). ``max_sets`` stops after that many sets reached the
     sinks. ``error`` holds the exception of a stage that failed (the pipeline then stops).
     ``reuse_batches``: raw frames for a fused graph are copied into a reused batch (a
-    ``BatchRing``) instead of a new array per set; the results are the same.
+    ``BatchRing``) instead of a new array per set; the results are the same. A set whose frames
+    the cameras decoded straight into the rows of one batch (``runtime.batches.CameraRows``)
+    goes to the model as that batch, with no copy at all (``zero_copy_sets`` counts them).
     """
 
     def __init__(self, *, synchronizer: Synchronizer, backend: Backend, decoder: DecodeFn,
@@ -137,6 +139,7 @@ class Pipeline:
         fused_raw = preprocessing.fused and self.input_dtype == np.uint8
         self.ring: BatchRing | None = None  # made for the first set (its camera count)
         self._reuse_batches = reuse_batches and fused_raw
+        self.zero_copy_sets = 0
         self.error: BaseException | None = None
         self.error_stage: str | None = None
         self.stop_requested = threading.Event()
@@ -241,6 +244,9 @@ class Pipeline:
 
     def _preprocess(self, fs: FrameSet) -> bool:
         fs.stamps["preprocess_start"] = time.monotonic()
+        if self._reuse_batches and self._as_decoded(fs):
+            fs.stamps["preprocess_end"] = time.monotonic()
+            return True
         images = [slot.image for slot in fs.slots]
         orders = [slot.channel_order for slot in fs.slots]
         if self._reuse_batches:
@@ -255,7 +261,29 @@ class Pipeline:
             batch, fs.letterboxes = prepare_batch(images, self.preprocessing, allow_resize=self.allow_resize,
                                                   orders=orders)
             fs.batch = batch if batch.dtype == self.input_dtype else batch.astype(self.input_dtype)
+        _release_rows(fs)  # copied: the cameras' rows go back
         fs.stamps["preprocess_end"] = time.monotonic()
+        return True
+
+    def _as_decoded(self, fs: FrameSet) -> bool:
+        """If every camera of ``fs`` decoded its frame into its own row of one batch, in the graph's
+        channel order, that batch is the model input as it is: no copy. True when it was taken."""
+        holds = [slot.hold for slot in fs.slots]
+        if not holds or any(h is None for h in holds) or any(slot.missing for slot in fs.slots):
+            return False
+        batch = holds[0].rows.batches[holds[0].batch]
+        want = self.preprocessing.source_channel_order.upper()
+        if (batch.shape[0] != len(holds) or batch.shape[1:3] != tuple(self.preprocessing.source_size)
+                or any(h.batch != holds[0].batch or h.camera != i for i, h in enumerate(holds))
+                or any(slot.channel_order.upper() != want for slot in fs.slots)):
+            return False
+        fs.lease = HeldRows(batch, holds)
+        for slot in fs.slots:
+            slot.hold = None  # the lease holds them now, until inference has read the batch
+        fs.batch = batch
+        letterbox = raw_letterbox(batch.shape[1:3], self.preprocessing)
+        fs.letterboxes = [letterbox] * len(holds)
+        self.zero_copy_sets += 1
         return True
 
     def _infer(self, fs: FrameSet) -> bool:
@@ -295,8 +323,18 @@ class Pipeline:
 
 
 def _release_batch(fs: FrameSet) -> None:
-    """The set no longer needs its model input: a reused batch goes back to its ring."""
+    """The set no longer needs its model input: a reused batch goes back to its ring (and the
+    cameras' rows of a set dropped before preprocessing go back too)."""
     fs.batch = None
     if fs.lease is not None:
         lease, fs.lease = fs.lease, None
         lease.release()
+    _release_rows(fs)
+
+
+def _release_rows(fs: FrameSet) -> None:
+    """The set's own holds on camera rows go back (its frames were copied, or it was dropped)."""
+    for slot in fs.slots:
+        if slot.hold is not None:
+            hold, slot.hold = slot.hold, None
+            hold.release()

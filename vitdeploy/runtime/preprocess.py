@@ -114,7 +114,6 @@ def fill_raw_batch(frames: list[np.ndarray], spec: Preprocessing, *, out: np.nda
     """
     sh, sw = spec.source_size
     want = spec.source_channel_order.upper()
-    lb = geometry((sh, sw), spec).letterbox
     boxes = []
     for i, frame in enumerate(frames):
         _check_frame(frame)
@@ -129,8 +128,17 @@ def fill_raw_batch(frames: list[np.ndarray], spec: Preprocessing, *, out: np.nda
             cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=out[i])  # the same swap both ways
         else:
             np.copyto(out[i], frame)
-        boxes.append(Letterbox(lb.scale_x * sw / fw, lb.scale_y * sh / fh, lb.pad_x, lb.pad_y, (fh, fw)))
+        boxes.append(raw_letterbox((fh, fw), spec))
     return boxes
+
+
+def raw_letterbox(frame_size: tuple[int, int], spec: Preprocessing) -> Letterbox:
+    """Where a camera frame of ``frame_size`` (h, w) lands in a fused graph's model input (the graph
+    resizes its raw ``source_size`` frames; a frame of another size was resized to that first)."""
+    sh, sw = spec.source_size
+    fh, fw = frame_size
+    lb = geometry((sh, sw), spec).letterbox
+    return Letterbox(lb.scale_x * sw / fw, lb.scale_y * sh / fh, lb.pad_x, lb.pad_y, (fh, fw))
 
 
 def prepare_batch(frames: list[np.ndarray], spec: Preprocessing, *, allow_resize: bool = False,

@@ -24,6 +24,7 @@ from vitdeploy.errors import BackendError, BundleError, DataError
 from vitdeploy.heads import Decoded, Head, head_for
 from vitdeploy.runtime.backends import open_backend
 from vitdeploy.runtime.backends.base import Backend
+from vitdeploy.runtime.batches import CameraRows
 from vitdeploy.runtime.pipeline import DecodeFn, Pipeline, QueuePolicy
 from vitdeploy.runtime.rig import Rig, VideoMode
 from vitdeploy.runtime.rig_geometry import rig_inputs
@@ -145,6 +146,7 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: Run
                                    device=rig.model.device, model=model, allow_rejected=rig.model.allow_rejected)
         sinks = _open_sinks(rig, out_dir, class_names=list(manifest.class_names))
         stats = Stats(cams, budget_ms=rig.latency_budget_ms)
+        _decode_into_rows(manifest.preprocessing, backend, cams, sinks)
         sigint = stop_on_sigint(interrupted) if options.handle_sigint else contextlib.nullcontext()
         with sigint:
             epoch, startup_left = start_cameras(cams, timeout_s=rig.startup_timeout_s,
@@ -189,8 +191,8 @@ def run_rig(rig: Rig, *, bundle: Bundle | str | Path | None = None, options: Run
     files = [f for sink in sinks for f in sink.files()]
     allowed = bundle.rejected_variants(rig.model.precision) if rig.model.backend != "torch" else []
     return stats.summary(dropped=pipeline.dropped, sink_dropped={s.name: s.dropped for s in sinks},
-                         skipped=sync.skipped, empty_ticks=sync.empty_ticks,
-                         stopped_by=stopped_by, duration_s=time.monotonic() - started,
+                         skipped=sync.skipped, empty_ticks=sync.empty_ticks, stopped_by=stopped_by,
+                         duration_s=time.monotonic() - started, zero_copy_sets=pipeline.zero_copy_sets,
                          jsonl=next((f for f in files if f.suffix == ".jsonl"), None),
                          videos=[f for f in files if f.suffix == ".mp4"], backend=backend_info, overrides=allowed,
                          mcap=next((f for f in files if f.suffix == ".mcap"), None))
@@ -255,6 +257,21 @@ def _open_sources(rig: Rig, given: dict[str, Source] | None, *, channel_order: s
     paced = rig.rate_hz > 0  # a free-running rig takes frames as fast as the pipeline does
     return [overrides.get(c.name) or open_source(c, paced=paced, base_dir=rig.base_dir, channel_order=channel_order)
             for c in rig.cameras]
+
+
+def _decode_into_rows(preprocessing, backend: Backend, sources: list[Source], sinks: list) -> CameraRows | None:
+    """Reused camera batches the cameras decode straight into (``runtime.batches.CameraRows``),
+    when that saves a copy: the graph takes raw uint8 frames (fused preprocessing), some camera
+    decodes into a given array (video files), and no sink reads the frames after inference (a video
+    or an MCAP with images needs them to outlive the batch). None otherwise."""
+    if not preprocessing.fused or str(backend.inputs[0].dtype) != "uint8":
+        return None
+    if any(sink.reads_images for sink in sinks) or not any(s.decodes_into for s in sources):
+        return None
+    rows = CameraRows(len(sources), tuple(preprocessing.source_size))
+    for index, source in enumerate(sources):
+        source.use_rows(rows, index)
+    return rows
 
 
 def _open_sinks(rig: Rig, out_dir: Path, *, class_names: list[str]) -> list[SinkThread]:

@@ -41,6 +41,10 @@ class SinkThread(Sink):
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
         self._thread.start()
 
+    @property
+    def reads_images(self) -> bool:
+        return self.sink.reads_images
+
     def write(self, fs: FrameSet) -> None:
         """Queue ``fs`` for the sink (dropping its oldest waiting set, or waiting, when full)."""
         with self._cond:

@@ -30,6 +30,9 @@ MOSAIC_MAX_WIDTH = 1920
 class Sink(abc.ABC):
     """Receives every completed frame set, in order, on the pipeline's sink thread."""
 
+    #: the sink reads the camera frames (``slot.image``): they must outlive inference
+    reads_images: bool = False
+
     @abc.abstractmethod
     def write(self, fs: FrameSet) -> None: ...
 
@@ -172,6 +175,8 @@ def annotate(slot: CameraSlot, result: CameraResult | None, *, class_names: list
 class VideoSink(Sink):
     """Annotated mp4 (mp4v) video: one file per camera (``mosaic=False``) or all cameras tiled
     into one. Frame sizes are fixed by the first set; ``fps`` is the frame rate written."""
+
+    reads_images = True
 
     def __init__(self, out_dir: str | Path, *, mosaic: bool, fps: float, class_names: list[str]):
         self.out_dir = Path(out_dir)

@@ -99,6 +99,7 @@ class RunSummary:
     overrides: list[str] = field(default_factory=list)  # checks the user overrode (--allow-rejected)
     sink_dropped: dict[str, int] = field(default_factory=dict)  # sink -> sets it dropped, being behind (live)
     mcap: Path | None = None  # the results MCAP (``[outputs] mcap``)
+    zero_copy_sets: int = 0  # sets the cameras decoded straight into the model's batch (no copy)
 
     @property
     def sets_dropped(self) -> int:
@@ -172,7 +173,8 @@ class Stats:
     def summary(self, *, dropped: dict[str, int], empty_ticks: int, stopped_by: str, duration_s: float,
                 skipped: dict[str, int] | None = None, jsonl: Path | None = None, videos: list[Path] | None = None,
                 backend: dict[str, str] | None = None, overrides: list[str] | None = None,
-                sink_dropped: dict[str, int] | None = None, mcap: Path | None = None) -> RunSummary:
+                sink_dropped: dict[str, int] | None = None, mcap: Path | None = None,
+                zero_copy_sets: int = 0) -> RunSummary:
         with self._lock:
             cams = []
             for s in self.sources:
@@ -188,7 +190,8 @@ class Stats:
                 skew_ms=np.asarray(self._skew, np.float64), done_times=np.asarray(self._done, np.float64),
                 budget_ms=self.budget_ms, deadline_misses=self._misses, stopped_by=stopped_by,
                 jsonl=jsonl, videos=list(videos or []), backend=dict(backend or {}),
-                overrides=list(overrides or []), sink_dropped=dict(sink_dropped or {}), mcap=mcap)
+                overrides=list(overrides or []), sink_dropped=dict(sink_dropped or {}), mcap=mcap,
+                zero_copy_sets=zero_copy_sets)
 
 
 def _latest(samples: collections.deque[float], n: int) -> list[float]:

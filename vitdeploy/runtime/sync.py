@@ -42,9 +42,10 @@ RECORDING_WAIT_S = 10.0
 class CameraSlot:
     """One camera in a set: ``image`` (H, W, 3) uint8 in ``channel_order`` (RGB, or BGR where the
     bundle's graph takes the decoder's BGR); ``capture_time`` monotonic seconds, or None when
-    missing (then ``image`` is the last good frame or zeros and must not be reported). Once the
-    pipeline copied it into the set's batch, ``image`` is a view of that batch (in the graph's
-    source order)."""
+    missing (then ``image`` is the last good frame or zeros and must not be reported). Where the
+    camera decoded into a row of a reused batch (``runtime.batches.CameraRows``), ``image`` is that
+    row and ``hold`` keeps it from being overwritten until the pipeline let it go (copied, or read
+    by inference)."""
 
     camera: str
     image: np.ndarray
@@ -55,6 +56,7 @@ class CameraSlot:
     channel_order: str = "RGB"
     stamp_ns: int | None = None  # capture time in the source's clock, ns (None when missing)
     clock: Clock | None = None
+    hold: Any = None  # the set's hold on the camera-batch row ``image`` lives in (``RowHold``), if any
 
     def rgb(self) -> np.ndarray:
         """The image in RGB order (a copy only where it is BGR)."""
@@ -117,6 +119,7 @@ class Synchronizer:
         for s in sources:
             s.add_listener(self._cond)
         self._last_good: dict[str, np.ndarray] = {}
+        self._last_hold: dict[str, Any] = {}  # the hold on the row a last good frame lives in
         self._used: dict[str, int] = {s.camera: -1 for s in sources}
         self.skipped: dict[str, int] = {s.camera: 0 for s in sources}  # delivered, never in a set
         self._present_last: set[str] = {s.camera for s in sources}
@@ -221,15 +224,16 @@ class Synchronizer:
         for s in self.sources:
             frame = frames[s.camera]
             health = s.health()
+            slot = None
             if frame is not None and newest - frame.capture_time <= self.tolerance_s:
-                self._consume(s, frame, used=True)
-                self._last_good[s.camera] = frame.image
-                slots.append(self._present(s, frame, health))
-                present.append(frame.capture_time)
-            else:
-                if frame is not None:  # too far apart from the others: skip it, take a newer one next tick
-                    self._consume(s, frame, used=False)
-                slots.append(CameraSlot(s.camera, self._fill(s.camera), True, health, channel_order=s.channel_order))
+                slot = self._use(s, frame, health)
+                if slot is not None:
+                    present.append(frame.capture_time)
+            elif frame is not None:  # too far apart from the others: skip it, take a newer one next tick
+                self._consume(s, frame, used=False)
+            slots.append(slot or self._missing(s, health))
+        if not present:
+            return None
         return self._emit(slots, skew_ms=(max(present) - min(present)) * 1e3, tick=tick)
 
     def _emit(self, slots: list[CameraSlot], *, skew_ms: float, tick: float) -> FrameSet:
@@ -240,10 +244,31 @@ class Synchronizer:
         self._count += 1
         return fs
 
-    @staticmethod
-    def _present(source: Source, frame: Frame, health: Health) -> CameraSlot:
+    def _use(self, source: Source, frame: Frame, health: Health) -> CameraSlot | None:
+        """``frame`` joins the set (and becomes the camera's last good frame); None if its row was
+        given to a newer frame before the set could hold it (then it is skipped)."""
+        hold = None
+        if frame.hold is not None:
+            hold = frame.hold.claim()
+            if hold is None:
+                self._consume(source, frame, used=False)
+                return None
+            previous = self._last_hold.pop(source.camera, None)
+            if previous is not None:
+                previous.release()
+            self._last_hold[source.camera] = hold.claim()
+        elif (previous := self._last_hold.pop(source.camera, None)) is not None:
+            previous.release()
+        self._consume(source, frame, used=True)
+        self._last_good[source.camera] = frame.image
         return CameraSlot(source.camera, frame.image, False, health, frame.capture_time, frame.index,
-                          source.channel_order, frame.stamp_ns, frame.clock)
+                          source.channel_order, frame.stamp_ns, frame.clock, hold=hold)
+
+    def _missing(self, source: Source, health: Health) -> CameraSlot:
+        """The slot of a camera missing from this set: its last good frame, or zeros."""
+        last = self._last_hold.get(source.camera)
+        return CameraSlot(source.camera, self._fill(source.camera), True, health, channel_order=source.channel_order,
+                          hold=None if last is None else last.claim())
 
     # ---- recordings, free-running: sets by recorded stamp -------------------------------------
     def _head(self, source: Source) -> Frame | None:
@@ -270,13 +295,14 @@ class Synchronizer:
         slots, present = [], []
         for s in self.sources:
             frame, health = heads[s.camera], s.health()
-            if frame is not None and frame.stamp_ns - tick_ns <= tolerance_ns:
-                self._consume(s, frame, used=True)
-                self._last_good[s.camera] = frame.image
-                slots.append(self._present(s, frame, health))
-                present.append(frame.stamp_ns)
-            else:  # its next frame belongs to a later set
-                slots.append(CameraSlot(s.camera, self._fill(s.camera), True, health, channel_order=s.channel_order))
+            slot = None
+            if frame is not None and frame.stamp_ns - tick_ns <= tolerance_ns:  # else it belongs to a later set
+                slot = self._use(s, frame, health)
+                if slot is not None:
+                    present.append(frame.stamp_ns)
+            slots.append(slot or self._missing(s, health))
+        if not present:  # every head's row was lost: ask again
+            return self._next_by_stamp(stop)
         return self._emit(slots, skew_ms=(max(present) - min(present)) / 1e6, tick=time.monotonic())
 
     def _fill(self, camera: str) -> np.ndarray:

@@ -21,76 +21,16 @@ from __future__ import annotations
 
 import abc
 import collections
-import enum
 import threading
 import time
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from vitdeploy.errors import DataError
+from vitdeploy.runtime.sources.frames import Clock, Frame, FrameError, Health, SourceStatus, StampedImage
 
-
-class Health(str, enum.Enum):
-    STARTING = "starting"
-    OK = "ok"
-    STALLED = "stalled"
-    RECONNECTING = "reconnecting"
-    ENDED = "ended"
-    FAILED = "failed"
-
-    @property
-    def finished(self) -> bool:
-        """The source will deliver no more frames."""
-        return self in (Health.ENDED, Health.FAILED)
-
-
-class Clock(str, enum.Enum):
-    """Which clock a frame's ``stamp_ns`` is in."""
-
-    WALL = "wall"  # UNIX time of the capture (live cameras, files, synthetic cameras)
-    RECORDING = "recording"  # the recording's header stamp
-
-
-@dataclass(frozen=True)
-class StampedImage:
-    """What a recording source's ``_read`` returns: ``image`` captured at ``stamp_ns`` (its clock, ns)."""
-
-    image: np.ndarray
-    stamp_ns: int
-
-
-class FrameError(DataError):
-    """One unreadable frame; the source skips it, counts it as corrupt and reads on."""
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One camera frame: ``image`` (H, W, 3) uint8 in its source's ``channel_order`` (RGB unless
-    the rig asked for BGR), captured at ``capture_time`` seconds (``time.monotonic``: when a live
-    frame arrived, or a paced frame's due time). ``index`` counts the frames this source
-    delivered, from 0. ``stamp_ns`` is the capture time in the source's clock (ns; ``clock`` says
-    which: a recording's stamp or UNIX wall time)."""
-
-    camera: str
-    index: int
-    image: np.ndarray
-    capture_time: float
-    stamp_ns: int = 0
-    clock: Clock = Clock.WALL
-
-
-@dataclass(frozen=True)
-class SourceStatus:
-    """A snapshot of a source for reports: frames delivered, frames skipped as corrupt, reopenings."""
-
-    camera: str
-    health: Health
-    frames: int
-    corrupt: int
-    reconnects: int
-    last_error: str | None
-    last_frame_age_s: float | None
+__all__ = ["Clock", "Frame", "FrameError", "Health", "Source", "SourceStatus", "StampedImage"]
 
 
 class Source(abc.ABC):
@@ -103,6 +43,12 @@ class Source(abc.ABC):
     ``channel_order``: the order asked for (RGB, or BGR for a graph that takes the decoder's BGR
     as it comes); a source delivers it if it is one of its ``channel_orders``, else RGB — the
     frame's order is the source's ``channel_order`` attribute either way.
+
+    A source whose ``decodes_into`` is True takes ``_read(out=array)`` and decodes into ``out``
+    (an (H, W, 3) uint8 row of a camera batch) where the frame fits it; given rows
+    (``use_rows``), it reads each frame into the next one free (``runtime.batches.CameraRows``),
+    so the pipeline hands the batch to the model without copying. Its taken frames then leave the
+    buffer (their rows go back).
     """
 
     #: live sources (cameras, network streams) are reopened when they end or fail
@@ -111,6 +57,8 @@ class Source(abc.ABC):
     channel_orders: tuple[str, ...] = ("RGB",)
     #: the clock of the frames' ``stamp_ns``; recording sources return ``StampedImage`` from ``_read``
     clock: Clock = Clock.WALL
+    #: ``_read(out=row)`` decodes into ``row`` (see the class docstring)
+    decodes_into: bool = False
 
     def __init__(self, camera: str, *, fps: float, paced: bool = True, buffer: int = 2,
                  stall_timeout_s: float | None = None, reconnect_interval_s: float = 1.0,
@@ -127,7 +75,11 @@ class Source(abc.ABC):
         self.stall_timeout_s = stall_timeout_s if stall_timeout_s is not None else max(0.5, 5.0 / max(fps, 1e-6))
         self.reconnect_interval_s = reconnect_interval_s
         self.reconnect_attempts = reconnect_attempts
-        self._frames: collections.deque[Frame] = collections.deque(maxlen=buffer)
+        self._buffer = buffer
+        self._frames: collections.deque[Frame] = collections.deque()
+        self._rows: Any = None  # ``CameraRows`` this source decodes into, and its row
+        self._row = 0
+        self._reads = 0
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -158,6 +110,14 @@ class Source(abc.ABC):
         return type(self).__name__
 
     # ---- lifecycle ----------------------------------------------------------------------------
+    def use_rows(self, rows: Any, row: int) -> bool:
+        """Decode into row ``row`` of ``rows`` (``runtime.batches.CameraRows``) from now on, if this
+        source can (``decodes_into``); call before ``start``. Returns whether it will."""
+        if not self.decodes_into or self._thread is not None:
+            return False
+        self._rows, self._row = rows, row
+        return True
+
     def add_listener(self, cond: threading.Condition) -> None:
         """``cond.notify_all()`` is called after every new frame and every change of health."""
         self._listeners.append(cond)
@@ -233,6 +193,8 @@ class Source(abc.ABC):
         with self._cond:
             if frame.index > self._taken:
                 self._taken = frame.index
+                while self._rows is not None and self._frames and self._frames[0].index <= self._taken:
+                    _let_go(self._frames.popleft())
                 self._cond.notify_all()
 
     @property
@@ -298,49 +260,74 @@ class Source(abc.ABC):
         """Read until the stream ends (return) or breaks (raise)."""
         period = 1.0 / self.fps if self.fps > 0 else 0.0
         k = 0
-        while not self._stop.is_set():
-            try:
-                image = self._read()
-            except FrameError as exc:
-                self._count_corrupt(str(exc))
-                continue
-            if image is None:
-                return
-            stamp_ns = None
-            if isinstance(image, StampedImage):
-                image, stamp_ns = image.image, image.stamp_ns
-            problem = _check_frame(image)
-            if problem:
-                self._count_corrupt(problem)
-                continue
-            captured = None  # live and unpaced frames: the moment they arrived
-            if self.live:
-                pass  # the device sets the pace
-            elif self.paced and stamp_ns is not None:
-                if not self._wait_epoch():
+        hold = None  # the row this frame was decoded into, until it is published
+        try:
+            while not self._stop.is_set():
+                if hold is not None:
+                    hold.release()
+                hold = self._next_row()
+                try:
+                    image = self._read() if hold is None else self._read(out=hold.array)
+                except FrameError as exc:
+                    self._count_corrupt(str(exc))
+                    continue
+                if image is None:
                     return
-                origin = self._origin_ns if self._origin_ns is not None else self.first_stamp_ns() or stamp_ns
-                # on the recording's clock: a late frame is published late, never skipped ahead of
-                captured = self._started_at + (stamp_ns - origin) / 1e9
-                if self._stop.wait(max(0.0, captured - time.monotonic())):
+                stamp_ns = None
+                if isinstance(image, StampedImage):
+                    image, stamp_ns = image.image, image.stamp_ns
+                problem = _check_frame(image)
+                if problem:
+                    self._count_corrupt(problem)
+                    continue
+                if hold is not None and not _is_view_of(image, hold.array):  # did not fit the row: its own array
+                    hold.release()
+                    hold = None
+                go, captured, k = self._due(k, period, stamp_ns)
+                if not go:
                     return
-            elif self.paced and period:
-                if not self._wait_epoch():
-                    return
+                self._publish(image, captured, stamp_ns, hold)
+                hold = None
+        finally:
+            if hold is not None:
+                hold.release()
+
+    def _next_row(self) -> Any:
+        """A free row to decode the next read into, or None (no rows, or the row is still held)."""
+        self._reads += 1
+        return None if self._rows is None else self._rows.acquire(self._row, self._reads - 1)
+
+    def _due(self, k: int, period: float, stamp_ns: int | None) -> tuple[bool, float | None, int]:
+        """Wait until the frame just read is due. Returns whether to publish it (False: stopping),
+        its capture time (None: now, when it is published) and the next paced frame number."""
+        captured = None  # live and unpaced frames: the moment they arrived
+        if self.live:
+            pass  # the device sets the pace
+        elif self.paced and stamp_ns is not None:
+            if not self._wait_epoch():
+                return False, None, k
+            origin = self._origin_ns if self._origin_ns is not None else self.first_stamp_ns() or stamp_ns
+            # on the recording's clock: a late frame is published late, never skipped ahead of
+            captured = self._started_at + (stamp_ns - origin) / 1e9
+            if self._stop.wait(max(0.0, captured - time.monotonic())):
+                return False, None, k
+        elif self.paced and period:
+            if not self._wait_epoch():
+                return False, None, k
+            due = self._started_at + k * period
+            now = time.monotonic()
+            if now - due > period:  # fell behind (slow read): skip ahead rather than burst
+                k = int((now - self._started_at) / period)
                 due = self._started_at + k * period
-                now = time.monotonic()
-                if now - due > period:  # fell behind (slow read): skip ahead rather than burst
-                    k = int((now - self._started_at) / period)
-                    due = self._started_at + k * period
-                k += 1
-                if self._stop.wait(max(0.0, due - time.monotonic())):
-                    return
-                # A paced frame is "triggered" at its due time, like a hardware-triggered camera: a
-                # camera slow to decode or render its first frame does not make the others' look old.
-                captured = due
-            elif not self._wait_taken():
-                return
-            self._publish(image, captured, stamp_ns)
+            k += 1
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                return False, None, k
+            # A paced frame is "triggered" at its due time, like a hardware-triggered camera: a
+            # camera slow to decode or render its first frame does not make the others' look old.
+            captured = due
+        elif not self._wait_taken():
+            return False, None, k
+        return True, captured, k
 
     def _wait_epoch(self) -> bool:
         """Wait until the rig's clock started (the first frame is read before it); False when stopping."""
@@ -356,13 +343,16 @@ class Source(abc.ABC):
                 self._cond.wait(0.1)
         return not self._stop.is_set()
 
-    def _publish(self, image: np.ndarray, captured: float | None = None, stamp_ns: int | None = None) -> None:
+    def _publish(self, image: np.ndarray, captured: float | None = None, stamp_ns: int | None = None,
+                 hold: Any = None) -> None:
         now = time.monotonic()
         captured = now if captured is None else captured
         if stamp_ns is None:  # the wall-clock time of the capture (a paced frame's due time)
             stamp_ns = time.time_ns() - round((now - captured) * 1e9)
         with self._cond:
-            self._frames.append(Frame(self.camera, self._delivered, image, captured, stamp_ns, self.clock))
+            if len(self._frames) >= self._buffer:  # newest first: the oldest frame goes
+                _let_go(self._frames.popleft())
+            self._frames.append(Frame(self.camera, self._delivered, image, captured, stamp_ns, self.clock, hold))
             self._delivered += 1
             self._last_frame_time = now
             self._health = Health.OK
@@ -386,6 +376,17 @@ class Source(abc.ABC):
         for cond in self._listeners:
             with cond:
                 cond.notify_all()
+
+
+def _let_go(frame: Frame) -> None:
+    """``frame`` left the source's buffer: the source's hold on its row goes back."""
+    if frame.hold is not None:
+        frame.hold.release()
+
+
+def _is_view_of(image: np.ndarray, row: np.ndarray) -> bool:
+    """``image`` is ``row`` itself (decoded in place), not an array the decoder made instead."""
+    return image.shape == row.shape and image.__array_interface__["data"][0] == row.__array_interface__["data"][0]
 
 
 def _check_frame(image: object) -> str | None:

@@ -17,9 +17,11 @@ from vitdeploy.runtime.sources.capture_process import CaptureProcess, CaptureSpe
 
 class VideoFileSource(Source):
     """A video file, decoded with OpenCV (in FFmpeg's threads, the GIL released); ``loop`` starts
-    it over at the end instead of ending. BGR frames are the decoder's own, with no conversion."""
+    it over at the end instead of ending. BGR frames are the decoder's own, with no conversion;
+    given a row (``out``), the decoder writes the frame straight into it."""
 
     channel_orders = ("RGB", "BGR")
+    decodes_into = True
 
     def __init__(self, camera: str, path: str | Path, *, loop: bool = False, **kwargs):
         super().__init__(camera, **kwargs)
@@ -33,17 +35,22 @@ class VideoFileSource(Source):
     def _open(self) -> None:
         self._cap = open_video(self.path)
 
-    def _read(self) -> np.ndarray | None:
-        frame = self._next_bgr()
+    def _read(self, out: np.ndarray | None = None) -> np.ndarray | None:
+        """The next frame; decoded into ``out`` (H, W, 3) uint8 where it has the frame's size."""
+        bgr_out = out if self.channel_order == "BGR" else None  # RGB: converted into ``out`` below
+        frame = self._next_bgr(bgr_out)
         if frame is None and self.loop:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            frame = self._next_bgr()
+            frame = self._next_bgr(bgr_out)
         if frame is None or self.channel_order == "BGR":
             return frame
+        if out is not None and out.shape == frame.shape:
+            return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=out)
         return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
-    def _next_bgr(self) -> np.ndarray | None:
-        ok, bgr = self._cap.read()
+    def _next_bgr(self, out: np.ndarray | None = None) -> np.ndarray | None:
+        # OpenCV writes into ``out`` when the frame has its size and type, else returns a new array
+        ok, bgr = self._cap.read() if out is None else self._cap.read(out)
         return bgr if ok else None
 
     def _close(self) -> None:
