@@ -31,6 +31,8 @@ EPILOG = (
     "  vitdeploy bench bundles/tiny-detr --precision fp32,fp16,int8 --backend onnxruntime --markdown bench.md\n\n"
     "  vitdeploy bench bundles/tiny-detr --cameras 6 --fps 10 --budget-ms 100 --duration 30   (deadline mode)\n\n"
     "  vitdeploy bench --compare before.json after.json\n\n"
+    "  vitdeploy bench bundles/fused-detr --runtime --stand-in-ms 5 --cameras 6   (is the pipeline the limit?)\n\n"
+    "  vitdeploy bench bundles/fused-detr --runtime --videos front.mp4,left.mp4 --backend onnxruntime\n\n"
     "A configuration that cannot run here (no int8 ONNX, no TensorRT) is listed as skipped with the "
     "reason; the command fails (exit 1) when nothing could run, or when a backend or precision named with "
     "--backend/--precision ran nowhere."
@@ -64,6 +66,14 @@ def bench(
         help="Compare two --json reports (A B): prints B/A for every configuration both ran.")] = None,
     allow_rejected: Annotated[bool, typer.Option("--allow-rejected", help="Also measure graphs that `calibrate "
                                                  "--min-agreement` rejected (recorded in the report).")] = False,
+    runtime: Annotated[bool, typer.Option("--runtime", help="Runtime mode: the whole pipeline free-running on "
+                                          "video files, against decoding the same files alone.")] = False,
+    videos: Annotated[str | None, typer.Option(help="Runtime mode: comma-separated video files, one camera each; "
+                                               "default --cameras generated ones at the bundle's source size.")] = None,
+    stand_in_ms: Annotated[float | None, typer.Option(help="Runtime mode: a backend that sleeps this many ms per "
+                                                      "frame set (a GPU's inference) instead of the real one.")] = None,
+    rounds: Annotated[int, typer.Option(help="Runtime mode: runtime rounds (--duration s each, default 10), "
+                                        "each between two decode-only rounds.")] = 2,
 ) -> None:
     """Measure a bundle's latency (min/mean/median/p90/p95/p99/max), throughput, host<->device
     transfers and peak memory for every backend x precision x camera count; with --fps and
@@ -76,9 +86,18 @@ def bench(
     if bundle is None:
         raise VitDeployError("give a BUNDLE folder to measure (or --compare A.json B.json)")
     require_command("bench")
+    if runtime:
+        from vitdeploy.cli.bench_runtime import bench_runtime
+
+        bench_runtime(bundle, videos=parse_list(videos), cameras=cameras, stand_in_ms=stand_in_ms,
+                      backend=backend, precision=precision, device=device, seconds=duration, rounds=rounds,
+                      json_path=json_path)
+        return
+    if videos is not None or stand_in_ms is not None:
+        raise VitDeployError("--videos and --stand-in-ms belong to runtime mode: add --runtime")
     if plot is not None:  # before measuring, not after
         require(Extra.PLOTS, needed_by="`vitdeploy bench --plot`")
-    from vitdeploy.bench import BenchSettings, Deadline, bench_bundle, plan
+    from vitdeploy.bench import BenchSettings, Deadline, plan
     from vitdeploy.bundle import Bundle, Precision
     from vitdeploy.runtime.configs import parse_cameras
 
@@ -97,6 +116,19 @@ def bench(
 
     mode = (f"deadline mode: {fps:g} fps, budget {budget_ms:g} ms" if fps is not None else "back-to-back inference")
     out.print(f"[bold]{b.manifest.model}[/] — {len(configs)} configurations, {mode}")
+    report = _measure(b, configs, settings, out)
+    _print_report(report, out)
+    _write(report, out, json_path=json_path, markdown=markdown, plot=plot)
+    unmet = unmet_requests([(r.config, r.ok) for r in report.results], backends=parse_list(backend),
+                           precisions=precisions or [])
+    if unmet:
+        raise VitDeployError(f"asked for but nothing ran with: {', '.join(unmet)} (reasons above)")
+
+
+def _measure(bundle, configs, settings, out: Console):
+    """``bench_bundle`` with a progress bar per configuration."""
+    from vitdeploy.bench import bench_bundle
+
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=out, transient=True) as bar:
         tasks: dict = {}
@@ -106,13 +138,7 @@ def bench(
                 tasks[config] = bar.add_task(config.label, total=1.0)
             bar.update(tasks[config], completed=fraction if fraction is not None else 0.0)
 
-        report = bench_bundle(b, configs, settings, progress=progress)
-    _print_report(report, out)
-    _write(report, out, json_path=json_path, markdown=markdown, plot=plot)
-    unmet = unmet_requests([(r.config, r.ok) for r in report.results], backends=parse_list(backend),
-                           precisions=precisions or [])
-    if unmet:
-        raise VitDeployError(f"asked for but nothing ran with: {', '.join(unmet)} (reasons above)")
+        return bench_bundle(bundle, configs, settings, progress=progress)
 
 
 def _write(report, out: Console, *, json_path: Path | None, markdown: Path | None, plot: Path | None) -> None:

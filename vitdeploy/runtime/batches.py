@@ -99,10 +99,12 @@ class RowHold:
 class CameraRows:
     """Frames decoded straight into reused camera batches: no copy between decoder and model.
 
-    ``depth`` batches of (N, H, W, 3) uint8; camera i decodes its k-th read into row i of batch
-    ``k % depth``, if no one holds that row (else into a new array of its own, which the pipeline
-    then copies). Cameras that read in step (a free-running rig of files) so fill whole batches,
-    and a set whose frames all sit in row i of one batch goes to the model as that batch. A row
+    ``depth`` batches of (N, H, W, 3) uint8; camera i decodes a frame into row i of batch
+    ``s % depth``, s the frame set it expects the frame to join (the set its last taken frame went
+    into, plus one for each frame between), if no one holds that row (else into a new array of its
+    own, which the pipeline then copies). A set whose frames all sit in row i of one batch goes to
+    the model as that batch; a camera that was late for a set (so its frame joined the next one)
+    is back in step with the next frame it reads. A row
     is held by the source while the frame is in its buffer, by the synchroniser while it is a
     camera's last good frame, and by every set that uses it until inference has read it.
     """
@@ -119,9 +121,10 @@ class CameraRows:
     def shape(self) -> tuple[int, int, int, int]:
         return self.batches[0].shape
 
-    def acquire(self, camera: int, gen: int) -> RowHold | None:
-        """The row for read ``gen`` of ``camera``, held by the caller; None if it is still held."""
-        batch = gen % len(self.batches)
+    def acquire(self, camera: int, set_index: int, gen: int) -> RowHold | None:
+        """``camera``'s row in the batch of frame set ``set_index``, for its read number ``gen``
+        (unique per camera), held by the caller; None if someone still holds it."""
+        batch = set_index % len(self.batches)
         with self._lock:
             if self._holds[batch, camera]:
                 self.busy += 1

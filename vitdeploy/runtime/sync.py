@@ -166,7 +166,7 @@ class Synchronizer:
     def _consume(self, source: Source, frame: Frame, *, used: bool) -> None:
         """Mark ``frame`` and every frame before it consumed; count the ones no set will hold."""
         self.skipped[source.camera] += frame.index - self._used[source.camera] - (1 if used else 0)
-        source.take(frame)
+        source.take(frame, set_index=self._count if used else None)
         self._used[source.camera] = frame.index
 
     def _wait_for_tick(self, stop: threading.Event) -> float | None:

@@ -28,7 +28,17 @@ from typing import Any
 import numpy as np
 
 from vitdeploy.errors import DataError
-from vitdeploy.runtime.sources.frames import Clock, Frame, FrameError, Health, SourceStatus, StampedImage
+from vitdeploy.runtime.sources.frames import (
+    Clock,
+    Frame,
+    FrameError,
+    Health,
+    SourceStatus,
+    StampedImage,
+    check_frame,
+    is_view_of,
+    let_go,
+)
 
 __all__ = ["Clock", "Frame", "FrameError", "Health", "Source", "SourceStatus", "StampedImage"]
 
@@ -80,6 +90,7 @@ class Source(abc.ABC):
         self._rows: Any = None  # ``CameraRows`` this source decodes into, and its row
         self._row = 0
         self._reads = 0
+        self._taken_set = -1  # the frame set the newest taken frame went into (-1: none yet)
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -188,13 +199,16 @@ class Source(abc.ABC):
         with self._cond:
             return list(self._frames)
 
-    def take(self, frame: Frame) -> None:
-        """Mark ``frame`` (and everything before it) consumed; an unpaced source then reads on."""
+    def take(self, frame: Frame, *, set_index: int | None = None) -> None:
+        """Mark ``frame`` (and everything before it) consumed; an unpaced source then reads on.
+        ``set_index``: the frame set it went into (cameras decoding into rows aim for the next)."""
         with self._cond:
+            if set_index is not None:
+                self._taken_set = set_index
             if frame.index > self._taken:
                 self._taken = frame.index
                 while self._rows is not None and self._frames and self._frames[0].index <= self._taken:
-                    _let_go(self._frames.popleft())
+                    let_go(self._frames.popleft())
                 self._cond.notify_all()
 
     @property
@@ -276,11 +290,11 @@ class Source(abc.ABC):
                 stamp_ns = None
                 if isinstance(image, StampedImage):
                     image, stamp_ns = image.image, image.stamp_ns
-                problem = _check_frame(image)
+                problem = check_frame(image)
                 if problem:
                     self._count_corrupt(problem)
                     continue
-                if hold is not None and not _is_view_of(image, hold.array):  # did not fit the row: its own array
+                if hold is not None and not is_view_of(image, hold.array):  # did not fit the row: its own array
                     hold.release()
                     hold = None
                 go, captured, k = self._due(k, period, stamp_ns)
@@ -293,9 +307,15 @@ class Source(abc.ABC):
                 hold.release()
 
     def _next_row(self) -> Any:
-        """A free row to decode the next read into, or None (no rows, or the row is still held)."""
+        """A free row to decode the next read into, in the batch of the set the frame should join
+        (after the last set a frame of ours joined, and the frames published but not taken yet);
+        None: no rows, or that row is still held."""
         self._reads += 1
-        return None if self._rows is None else self._rows.acquire(self._row, self._reads - 1)
+        if self._rows is None:
+            return None
+        with self._cond:
+            expected = self._taken_set + 1 + max(0, self._delivered - 1 - self._taken)
+        return self._rows.acquire(self._row, expected, self._reads - 1)
 
     def _due(self, k: int, period: float, stamp_ns: int | None) -> tuple[bool, float | None, int]:
         """Wait until the frame just read is due. Returns whether to publish it (False: stopping),
@@ -351,7 +371,7 @@ class Source(abc.ABC):
             stamp_ns = time.time_ns() - round((now - captured) * 1e9)
         with self._cond:
             if len(self._frames) >= self._buffer:  # newest first: the oldest frame goes
-                _let_go(self._frames.popleft())
+                let_go(self._frames.popleft())
             self._frames.append(Frame(self.camera, self._delivered, image, captured, stamp_ns, self.clock, hold))
             self._delivered += 1
             self._last_frame_time = now
@@ -376,25 +396,3 @@ class Source(abc.ABC):
         for cond in self._listeners:
             with cond:
                 cond.notify_all()
-
-
-def _let_go(frame: Frame) -> None:
-    """``frame`` left the source's buffer: the source's hold on its row goes back."""
-    if frame.hold is not None:
-        frame.hold.release()
-
-
-def _is_view_of(image: np.ndarray, row: np.ndarray) -> bool:
-    """``image`` is ``row`` itself (decoded in place), not an array the decoder made instead."""
-    return image.shape == row.shape and image.__array_interface__["data"][0] == row.__array_interface__["data"][0]
-
-
-def _check_frame(image: object) -> str | None:
-    """Why ``image`` is not an (H, W, 3) uint8 frame, or None when it is."""
-    if not isinstance(image, np.ndarray):
-        return f"expected a numpy array, got {type(image).__name__}"
-    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-        return f"expected shape (H, W, 3), got {image.shape}"
-    if image.dtype != np.uint8:
-        return f"expected dtype uint8, got {image.dtype}"
-    return None

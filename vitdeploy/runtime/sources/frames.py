@@ -72,3 +72,25 @@ class SourceStatus:
     reconnects: int
     last_error: str | None
     last_frame_age_s: float | None
+
+
+def let_go(frame: Frame) -> None:
+    """``frame`` left the source's buffer: the source's hold on its row goes back."""
+    if frame.hold is not None:
+        frame.hold.release()
+
+
+def is_view_of(image: np.ndarray, row: np.ndarray) -> bool:
+    """``image`` is ``row`` itself (decoded in place), not an array the decoder made instead."""
+    return image.shape == row.shape and image.__array_interface__["data"][0] == row.__array_interface__["data"][0]
+
+
+def check_frame(image: object) -> str | None:
+    """Why ``image`` is not an (H, W, 3) uint8 frame, or None when it is."""
+    if not isinstance(image, np.ndarray):
+        return f"expected a numpy array, got {type(image).__name__}"
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        return f"expected shape (H, W, 3), got {image.shape}"
+    if image.dtype != np.uint8:
+        return f"expected dtype uint8, got {image.dtype}"
+    return None
