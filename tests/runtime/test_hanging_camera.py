@@ -92,6 +92,25 @@ def test_a_stream_that_stalls_and_drops_out_comes_back(mjpeg):
         source.stop()
 
 
+def test_a_live_capture_reads_its_frames_from_the_pipe_straight_into_its_rows(mjpeg):
+    """Given camera rows, the parent reads each frame from the capture process's pipe into its row
+    (no array of its own); the pixels are the stream's."""
+    from vitdeploy.runtime.batches import CameraRows
+
+    rows = CameraRows(1, SIZE)
+    source = CaptureSource("dash", mjpeg.url, fps=20, timeout_s=2.0)
+    assert source.use_rows(rows, 0)
+    source.start()
+    try:
+        assert wait_until(lambda: source.status().frames >= 3, 15.0)
+        f = source.newest()
+        assert f.hold is not None and f.image.base is rows.batches[f.hold.batch]
+        grey = float(f.image.mean())  # the server's frame k is a flat grey of 10 k
+        assert f.image.shape == (*SIZE, 3) and f.image.std() < 3 and min(grey % 10, 10 - grey % 10) < 3
+    finally:
+        source.stop()
+
+
 def write_rig(folder, *, hang_url: str) -> None:
     write_video(folder / "rear.mp4", 40, fps=10)
     images = folder / "images"

@@ -72,15 +72,24 @@ class CaptureProcess:
             raise DataError(f"capture {self.spec.target!r}: unexpected message {kind!r} from its process")
         return json.loads(payload)["backend"]
 
-    def read(self) -> np.ndarray:
-        """The next (H, W, 3) uint8 RGB frame; ``DataError`` when none came within the timeout."""
-        kind, payload = self._message(self.spec.timeout_s, "for a frame")
-        if kind != b"F" or len(payload) < _SIZE.size:
+    def read(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The next (H, W, 3) uint8 frame in the spec's channel order, read from the pipe straight
+        into ``out`` when it has the frame's size (else into a new array); ``DataError`` when none
+        came within the timeout."""
+        deadline = time.monotonic() + self.spec.timeout_s
+        kind, length = _HEADER.unpack(self._read_exactly(_HEADER.size, deadline, "for a frame"))
+        deadline += self.spec.timeout_s  # a big frame may take a while
+        if kind == b"E":
+            raise DataError(self._read_exactly(length, deadline, "for a frame").decode("utf-8", "replace"))
+        if kind != b"F" or length < _SIZE.size:
             raise DataError(f"capture {self.spec.target!r}: unexpected message {kind!r} from its process")
-        h, w = _SIZE.unpack_from(payload)
-        if len(payload) != _SIZE.size + h * w * 3:
-            raise DataError(f"capture {self.spec.target!r}: a frame of {h}x{w} came with {len(payload)} bytes")
-        return np.frombuffer(payload, np.uint8, offset=_SIZE.size).reshape(h, w, 3)
+        h, w = _SIZE.unpack(self._read_exactly(_SIZE.size, deadline, "for a frame"))
+        if length != _SIZE.size + h * w * 3:
+            raise DataError(f"capture {self.spec.target!r}: a frame of {h}x{w} came with {length - _SIZE.size} bytes")
+        fits = out is not None and out.shape == (h, w, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+        frame = out if fits else np.empty((h, w, 3), np.uint8)
+        self._read_into(memoryview(frame.reshape(-1)), deadline, "for a frame")
+        return frame
 
     def kill(self) -> None:
         """End the child now (a blocked ``read`` then returns with an error)."""
@@ -104,8 +113,12 @@ class CaptureProcess:
 
     def _read_exactly(self, n: int, deadline: float, what: str) -> bytearray:
         buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
+        self._read_into(memoryview(buf), deadline, what)
+        return buf
+
+    def _read_into(self, view: memoryview, deadline: float, what: str) -> None:
+        """Fill ``view`` from the pipe, waiting at most until ``deadline``."""
+        n, got = len(view), 0
         while got < n:
             remaining = deadline - time.monotonic()
             ready = select.select([self._fd], [], [], max(0.0, remaining))[0] if remaining > 0 else []
@@ -118,7 +131,6 @@ class CaptureProcess:
                 raise DataError(f"capture {self.spec.target!r}: its process ended"
                                 + (f" (exit code {code})" if code is not None else ""))
             got += chunk
-        return buf
 
 
 # ---- the child ----------------------------------------------------------------------------------
@@ -162,8 +174,12 @@ def _child(spec: CaptureSpec) -> int:
         if not ok or bgr is None or bgr.ndim != 3:
             _send(out, b"E", f"capture {spec.target!r} delivered no frame".encode())
             return 1
-        frame = bgr if spec.channel_order == "BGR" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        _send(out, b"F", _SIZE.pack(*frame.shape[:2]) + frame.tobytes())
+        frame = np.ascontiguousarray(bgr if spec.channel_order == "BGR" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        # the pixels go to the pipe as they are, with no copy into a message first
+        out.write(_HEADER.pack(b"F", _SIZE.size + frame.nbytes))
+        out.write(_SIZE.pack(*frame.shape[:2]))
+        out.write(memoryview(frame.reshape(-1)))
+        out.flush()
 
 
 def main(argv: list[str]) -> int:

@@ -68,6 +68,7 @@ class CaptureSource(Source):
 
     live = True
     channel_orders = ("RGB", "BGR")
+    decodes_into = True  # the frame is read from the child's pipe straight into the row
 
     def __init__(self, camera: str, target: int | str, *, resolution: tuple[int, int] | None = None,
                  gstreamer: bool = False, timeout_s: float = 5.0, **kwargs):
@@ -91,8 +92,8 @@ class CaptureSource(Source):
             self._process = CaptureProcess(self.spec)
         self._process.wait_opened()
 
-    def _read(self) -> np.ndarray | None:
-        return self._process.read()
+    def _read(self, out: np.ndarray | None = None) -> np.ndarray | None:
+        return self._process.read(out)
 
     def _close(self) -> None:
         with self._lock:
