@@ -28,6 +28,9 @@ def test_bench_one_and_two_cameras_writes_json_markdown_and_plot(invoke, bundle,
         assert x["throughput"]["frames_per_s"] == pytest.approx(x["throughput"]["sets_per_s"] * x["cameras"])
         assert x["memory"]["kind"] in ("rss", "rss-end")
     assert raw["machine"]["cores"] >= 1 and "onnxruntime" in raw["machine"]["libraries"]
+    # back to back nothing else uses the CPU: onnxruntime's threads spin (as torch's do), on the fused graph
+    assert runs[("onnxruntime", 1)]["backend_info"]["spinning"] == "true"
+    assert runs[("onnxruntime", 1)]["backend_info"]["fusions"].startswith("attention ")
     assert "| onnxruntime | fp32 | 2 |" in (tmp_path / "bench.md").read_text()
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -64,6 +67,7 @@ def test_deadline_mode_counts_misses_jitter_and_skew(invoke, bundle, tmp_path):
     assert d["late"] == 0  # a 2 s budget for a 64x96 model: only a stalled machine misses it
     assert d["jitter_ms"]["intervals"] == 4 and d["skew_ms"]["samples"] == 5
     assert x["latency_ms"]["samples"] == 5  # end to end, one per completed set
+    assert x["backend_info"]["spinning"] == "false"  # the runtime's own setting: the cores are shared
 
 
 @pytest.mark.parametrize(("args", "message"), [

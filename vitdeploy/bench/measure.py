@@ -274,8 +274,11 @@ def run_configuration(bundle: Bundle, config: Configuration, settings: BenchSett
     probe = MemoryProbe(cuda_device=cuda_probe)
     try:
         probe.start()
+        # Back to back, nothing else uses the CPU between inferences: onnxruntime's threads may spin
+        # as torch's do. A deadline run is the runtime, with camera threads: the runtime's default.
         with open_backend(config.backend, bundle, precision=config.precision, device=config.device,
-                          model=model, allow_rejected=settings.allow_rejected) as backend:
+                          model=model, allow_rejected=settings.allow_rejected,
+                          exclusive_cpu=settings.deadline is None) as backend:
             feeds = make_feeds(bundle, backend, frame_sets)
             info = backend.describe()
             if settings.allow_rejected and config.backend != "torch" and bundle.rejected_variants(config.precision):

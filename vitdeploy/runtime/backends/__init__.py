@@ -27,13 +27,17 @@ DEFAULT_DEVICES = {"onnxruntime": "cpu", "torch": "cpu", "tensorrt": "cuda"}
 
 
 def open_backend(kind: str, bundle: Bundle, *, precision: Precision | str = Precision.FP32,
-                 device: str | None = None, model: nn.Module | None = None, allow_rejected: bool = False) -> Backend:
+                 device: str | None = None, model: nn.Module | None = None, allow_rejected: bool = False,
+                 exclusive_cpu: bool = False) -> Backend:
     """A backend of ``kind`` (onnxruntime | torch | tensorrt) for ``bundle`` at ``precision``.
 
     ``device``: for onnxruntime the execution provider (cpu | cuda | tensorrt), for torch the torch
     device (cpu | cuda), for tensorrt the GPU (cuda or cuda:N); None is ``DEFAULT_DEVICES[kind]``.
     ``model`` is the built PyTorch model, needed only by the torch backend. A graph calibration
     rejected (and an engine built from one) is refused unless ``allow_rejected``.
+    ``exclusive_cpu``: nothing else runs on the CPU between inferences (a back-to-back benchmark,
+    not a rig with camera decoders), so onnxruntime's idle threads spin instead of sleeping, as
+    torch's OpenMP threads do (``SessionSettings.spinning``).
     """
     if kind not in BACKEND_KINDS:
         raise BackendError(f"unknown backend {kind!r}; choose one of: {', '.join(BACKEND_KINDS)}")
@@ -52,4 +56,7 @@ def open_backend(kind: str, bundle: Bundle, *, precision: Precision | str = Prec
                                              f'{kind} backend') from None
     if kind == "torch":
         return module.from_bundle(bundle, model=model, precision=precision, device=device)
+    if kind == "onnxruntime":
+        return module.from_bundle(bundle, precision=precision, device=device, allow_rejected=allow_rejected,
+                                  spinning=exclusive_cpu)
     return module.from_bundle(bundle, precision=precision, device=device, allow_rejected=allow_rejected)

@@ -44,11 +44,15 @@ class SessionSettings:
     interleaved). ``memory_arena`` False returns the memory of a run when it ends (slower, but the
     largest run's peak is not kept for the session's life). Graph optimisation is ONNX Runtime's
     full level (its default), which fuses what it can for the provider at hand.
+    ``fusions``: before the session opens, the backend replaces the graph's attention and GELU
+    blocks with ONNX Runtime's fused CPU kernels, in memory (``onnxruntime_fusions``; the bundle's
+    file is not changed). CPU provider only; needs the ``onnx`` package, and says when it is missing.
     """
 
     threads: int | None = None
     spinning: bool = False
     memory_arena: bool = True
+    fusions: bool = True
 
 
 def _session(model: Any, *, provider: str, settings: SessionSettings = SessionSettings()):
@@ -114,9 +118,10 @@ class OnnxRuntimeBackend(Backend):
         except ImportError as exc:
             raise MissingDependencyError("onnxruntime", install='pip install onnxruntime') from exc
         provider = resolve_provider(device, ort.get_available_providers())
+        self.settings = settings or SessionSettings(threads=threads)
+        model, self.fusions = _with_fusions(path, wanted=self.settings.fusions and provider == PROVIDERS["cpu"])
         try:
-            self.settings = settings or SessionSettings(threads=threads)
-            self.session = _session(path, provider=provider, settings=self.settings)
+            self.session = _session(model, provider=provider, settings=self.settings)
         except Exception as exc:  # ORT raises its own types for unreadable or invalid graphs
             raise BackendError(f"onnxruntime cannot load {path}: {exc}") from exc
         if provider not in self.session.get_providers():
@@ -152,16 +157,38 @@ class OnnxRuntimeBackend(Backend):
 
         return {"backend": self.name, "onnxruntime": ort.__version__, "provider": self.provider,
                 "graph": self.path.name, "threads": str(self.settings.threads or "default"),
-                "spinning": str(self.settings.spinning).lower()}
+                "spinning": str(self.settings.spinning).lower(), "fusions": self.fusions}
+
+
+def _with_fusions(path: str | Path, *, wanted: bool) -> tuple[Any, str]:
+    """(what the session loads, what was fused, for ``describe()``): ``path`` itself unless
+    ``wanted``, else the graph with ``onnxruntime_fusions`` applied, when anything matched."""
+    if not wanted:
+        return path, "off"
+    try:
+        import onnx
+    except ImportError:  # the car-side install has no onnx: run the graph as it is, and say so
+        return path, "off (onnx not installed: pip install onnx)"
+    from vitdeploy.runtime.backends.onnxruntime_fusions import fuse_for_onnxruntime
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError and OSError subclasses for unreadable files
+        raise BackendError(f"onnxruntime cannot load {path}: {exc}") from exc
+    fused, counts = fuse_for_onnxruntime(model)
+    if counts.total == 0:
+        return path, "none matched"
+    return fused, counts.describe()
 
 
 def from_bundle(bundle: Bundle, *, precision: Precision | str = Precision.FP32, device: str = "cpu",
                 threads: int | None = None, graph: str | None = None, allow_rejected: bool = False,
-                settings: SessionSettings | None = None) -> OnnxRuntimeBackend:
+                spinning: bool = False, settings: SessionSettings | None = None) -> OnnxRuntimeBackend:
     """The bundle's ``graph`` (default: its only one) at ``precision`` on ``device``; a graph
-    calibration rejected is refused unless ``allow_rejected``."""
+    calibration rejected is refused unless ``allow_rejected``. ``threads`` and ``spinning`` are
+    ``SessionSettings`` fields, for when ``settings`` is not given."""
     g = bundle.manifest.graph(graph)
     return OnnxRuntimeBackend(bundle.onnx_path(precision, graph, allow_rejected=allow_rejected),
                               inputs=g.inputs, outputs=g.outputs,
                               dim_ranges={CAMERA_AXIS: (1, bundle.manifest.max_cameras)}, device=device,
-                              threads=threads, settings=settings)
+                              settings=settings or SessionSettings(threads=threads, spinning=spinning))
