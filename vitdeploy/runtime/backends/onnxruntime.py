@@ -123,7 +123,9 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = _session(model, provider=provider, settings=self.settings)
         except Exception as exc:  # ORT raises its own types for unreadable or invalid graphs
-            raise BackendError(f"onnxruntime cannot load {path}: {exc}") from exc
+            rewritten = "" if model is path else (f" (rewritten for ONNX Runtime: {self.fusions}; "
+                                                 "SessionSettings(fusions=False) loads the file as it is)")
+            raise BackendError(f"onnxruntime cannot load {path}{rewritten}: {exc}") from exc
         if provider not in self.session.get_providers():
             raise BackendError(f"onnxruntime: requested provider {provider}, but the session fell back to "
                                f"{self.session.get_providers()}; check the CUDA/TensorRT libraries")
@@ -172,9 +174,11 @@ def _with_fusions(path: str | Path, *, wanted: bool) -> tuple[Any, str]:
     from vitdeploy.runtime.backends.onnxruntime_fusions import fuse_for_onnxruntime
 
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and OSError subclasses for unreadable files
         raise BackendError(f"onnxruntime cannot load {path}: {exc}") from exc
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        return path, "off (weights in external files)"  # ORT takes a graph in memory only below 2 GB
     fused, counts = fuse_for_onnxruntime(model)
     if counts.total == 0:
         return path, "none matched"

@@ -134,63 +134,81 @@ def _bias_add(g: _Graph, name: str) -> tuple[Any, str, str] | None:
 
 # ---- attention -----------------------------------------------------------------------------------
 
+@dataclass
+class _QkvProjection:
+    """MatMul(x, W) + bias -> Reshape(B, S, 3, heads, head_size) -> Transpose(3, B, heads, S, d)."""
+
+    nodes: list[Any]
+    x: str
+    weights: str
+    bias: str
+    heads: int
+    head_size: int
+
+
+def _qkv_projection(g: _Graph, permuted_name: str) -> _QkvProjection | None:
+    permuted = g.node(permuted_name, "Transpose")
+    if permuted is None or list(_attribute(permuted, "perm", [])) != [2, 0, 3, 1, 4]:
+        return None
+    split = g.node(permuted.input[0], "Reshape")
+    qkv = _bias_add(g, split.input[0]) if split is not None else None
+    if qkv is None:
+        return None
+    bias_add, projected, bias = qkv
+    matmul = g.producer[projected]
+    weights, shape = g.constants.get(matmul.input[1]), g.constants.get(split.input[1])
+    if weights is None or weights.ndim != 2 or shape is None or shape.shape != (5,) or shape[2] != 3:
+        return None
+    heads, head_size = int(shape[3]), int(shape[4])
+    if weights.shape[1] != 3 * heads * head_size or g.vector(bias).shape != (3 * heads * head_size,):
+        return None
+    if len(g.shapes.get(matmul.input[0], ())) != 3:  # the Attention kernel takes (B, S, C) only
+        return None
+    if any(g.sole_use(n.output[0]) is None for n in (matmul, bias_add, split)):
+        return None
+    return _QkvProjection([matmul, bias_add, split, permuted], matmul.input[0], matmul.input[1], bias, heads, head_size)
+
+
 def _fuse_attention(g: _Graph, softmax: Any) -> bool:
+    """softmax(q * scale @ k^T) @ v with q, k, v gathered from one QKV projection, heads merged
+    back to (B, S, heads * head_size)  =>  ``Attention(x, W_qkv, bias)``."""
     from onnx import helper
 
-    if _attribute(softmax, "axis", -1) not in (-1, 3):
-        return False
     scores = g.node(softmax.input[0], "MatMul")
     weighted = g.sole_use(softmax.output[0])
-    if scores is None or weighted is None or weighted.op_type != "MatMul" or weighted.input[0] != softmax.output[0]:
+    if _attribute(softmax, "axis", -1) not in (-1, 3) or scores is None or weighted is None \
+       or weighted.op_type != "MatMul" or weighted.input[0] != softmax.output[0]:
         return False
-    scaled = g.node(scores.input[0], "Mul")
-    k_t = g.node(scores.input[1], "Transpose")
+    scaled, k_t = g.node(scores.input[0], "Mul"), g.node(scores.input[1], "Transpose")
     if scaled is None or k_t is None or list(_attribute(k_t, "perm", [])) != [0, 1, 3, 2]:
         return False
     q_name = next((i for i in scaled.input if g.scalar(_other(scaled, i)) is not None), None)
     if q_name is None:
         return False
-    scale = g.scalar(_other(scaled, q_name))
     gathers = [g.node(q_name, "Gather"), g.node(k_t.input[0], "Gather"), g.node(weighted.input[1], "Gather")]
     if any(n is None or _attribute(n, "axis", 0) != 0 for n in gathers):
         return False
     indices = [g.constants.get(n.input[1]) for n in gathers]
     if any(i is None or i.size != 1 or i.dtype.kind != "i" for i in indices) or [int(i) for i in indices] != [0, 1, 2]:
         return False
-    permuted = g.node(gathers[0].input[0], "Transpose")
-    if permuted is None or any(n.input[0] != permuted.output[0] for n in gathers) or \
-       list(_attribute(permuted, "perm", [])) != [2, 0, 3, 1, 4] or len(g.consumers[permuted.output[0]]) != 3:
+    source = gathers[0].input[0]
+    if any(n.input[0] != source for n in gathers) or len(g.consumers[source]) != 3 or source in g.graph_outputs:
         return False
-    split = g.node(permuted.input[0], "Reshape")
-    qkv = _bias_add(g, split.input[0]) if split is not None else None
-    if qkv is None:
-        return False
-    bias_add, projected, bias = qkv
-    matmul = g.producer[projected]
-    weights = g.constants.get(matmul.input[1])
-    shape = g.constants.get(split.input[1])
-    if weights is None or weights.ndim != 2 or shape is None or shape.shape != (5,) or shape[2] != 3:
-        return False
-    heads, head_size = int(shape[3]), int(shape[4])
-    hidden = heads * head_size
-    if weights.shape[1] != 3 * hidden or g.vector(bias) is None or g.vector(bias).shape != (3 * hidden,) \
-       or len(g.shapes.get(matmul.input[0], ())) != 3:
-        return False
+    qkv = _qkv_projection(g, source)
     heads_first = g.sole_use(weighted.output[0])
     merged = g.sole_use(heads_first.output[0]) if heads_first is not None else None
-    if heads_first is None or heads_first.op_type != "Transpose" or list(_attribute(heads_first, "perm", [])) != [0, 2, 1, 3] \
-       or merged is None or merged.op_type != "Reshape":
+    if qkv is None or heads_first is None or merged is None or heads_first.op_type != "Transpose" \
+       or list(_attribute(heads_first, "perm", [])) != [0, 2, 1, 3] or merged.op_type != "Reshape":
         return False
     out_shape = g.constants.get(merged.input[1])
-    if out_shape is None or out_shape.shape != (3,) or out_shape[-1] != hidden:
+    if out_shape is None or out_shape.shape != (3,) or out_shape[-1] != qkv.heads * qkv.head_size:
         return False
-    block = [matmul, bias_add, split, permuted, *gathers, scaled, k_t, scores, softmax, weighted, heads_first, merged]
-    if any(g.sole_use(n.output[0]) is None for n in block[:4] if n is not permuted) or \
-       any(g.sole_use(n.output[0]) is None for n in (*gathers, scaled, k_t, scores)):
+    if any(g.sole_use(n.output[0]) is None for n in (*gathers, scaled, k_t, scores)):
         return False
-    g.replace(block, helper.make_node("Attention", [matmul.input[0], matmul.input[1], bias], [merged.output[0]],
-                                      name=f"{merged.name or merged.output[0]}_attention", domain=MS_DOMAIN,
-                                      num_heads=heads, scale=scale))
+    g.replace([*qkv.nodes, *gathers, scaled, k_t, scores, softmax, weighted, heads_first, merged],
+              helper.make_node("Attention", [qkv.x, qkv.weights, qkv.bias], [merged.output[0]],
+                               name=f"{merged.output[0]}_attention", domain=MS_DOMAIN, num_heads=qkv.heads,
+                               scale=g.scalar(_other(scaled, q_name))))
     return True
 
 
@@ -203,8 +221,8 @@ def _fuse_gelu(g: _Graph, erf: Any) -> bool:
     scaled = g.node(erf.input[0], "Div") or g.node(erf.input[0], "Mul")
     if scaled is None or g.sole_use(scaled.output[0]) is not erf:
         return False
-    x = scaled.input[0]
-    factor = g.scalar(scaled.input[1])
+    x = scaled.input[0] if scaled.op_type == "Div" or g.scalar(scaled.input[0]) is None else scaled.input[1]
+    factor = g.scalar(_other(scaled, x))
     expected = math.sqrt(2.0) if scaled.op_type == "Div" else 1 / math.sqrt(2.0)
     if factor is None or not math.isclose(factor, expected, rel_tol=1e-6):
         return False
