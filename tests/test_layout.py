@@ -53,6 +53,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("vitdeploy.runtime.backends.tensorrt", "vitdeploy.tensorrt"):
         "the tensorrt backend is a thin adapter under runtime/backends/ (one backend contract); the engine "
         "handling it adapts lives in the TensorRT room, which sits above the runtime",
+    ("vitdeploy.runtime.backends.onnxruntime", "vitdeploy.runtime.backends.onnxruntime_fusions"):
+        "not another backend: the onnxruntime backend's own in-memory graph rewrites, in a file of their own "
+        "(graph pattern matching, about 300 lines) beside the backend that alone uses them",
     ("vitdeploy.tensorrt.build", "vitdeploy.calibration"):
         "`vitdeploy build --int8 --calib-data` calibrates first when the bundle lacks the precision's ONNX; the "
         "call is lazy and goes up one room",
