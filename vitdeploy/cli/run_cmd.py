@@ -31,7 +31,7 @@ LOST_CAMERAS_EXIT = 3
 
 @handles_errors
 def run(
-    bundle: Annotated[Path | None, typer.Argument(help="Bundle folder; default: the rig file's [model] bundle.")] = None,
+    bundle: Annotated[Path | None, typer.Argument(help="Bundle folder; default: the rig file's \\[model] bundle.")] = None,
     rig: Annotated[Path | None, typer.Option("--rig", help="Rig TOML file (see docs/rig.example.toml).")] = None,
     synthetic_cameras: Annotated[int | None, typer.Option(
         help="No rig file: this many synthetic cameras (1-6) at --fps.")] = None,
@@ -59,7 +59,7 @@ def run(
     allow_rejected: Annotated[bool, typer.Option("--allow-rejected", help="Run a graph that `calibrate "
                                                  "--min-agreement` rejected (said in the summary).")] = False,
     exported_geometry: Annotated[bool, typer.Option(
-        "--exported-geometry", help="Rig-level (3D) models: a camera without [cameras.geometry] takes the geometry "
+        "--exported-geometry", help="Rig-level (3D) models: a camera without \\[cameras.geometry] takes the geometry "
                                     "the bundle was exported with (the synthetic rig's).")] = False,
 ) -> None:
     """Run a multi-camera rig through a bundle's model: sources -> sync -> preprocess -> backend ->
