@@ -47,9 +47,9 @@ class SessionSettings:
     ``fusions``: before the session opens, the backend replaces the graph's attention and GELU
     blocks with ONNX Runtime's fused CPU kernels, in memory (``onnxruntime_fusions``; the bundle's
     file is not changed). CPU provider only; needs the ``onnx`` package, and says when it is missing.
-    demo-detr, 6 cameras, 2-core Zen 4, one process interleaved (32 runs each): 147.6 -> 137.1 ms p50
-    spinning, 165.1 -> 147.5 not; a SkipLayerNormalization rewrite of residual + LayerNorm made it
-    slower (139.7 with it) and is not made.
+    demo-detr, 6 cameras, 2-core Zen 4, one process interleaved (32 runs each): 139.4 -> 125.2 ms p50
+    spinning, 146.6 -> 133.3 not; adding a SkipLayerNormalization rewrite of residual + LayerNorm
+    made it slower (139.7 spinning), so it is not made.
     """
 
     threads: int | None = None
