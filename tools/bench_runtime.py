@@ -59,6 +59,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="runtime rounds, each between two decode-only rounds")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="folder for the videos and bundle")
     ap.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
+    ap.add_argument("--decoder-threads", type=int, default=0,
+                    help="FFmpeg threads per camera, runtime and decode-only alike (0: cores / cameras, at least 1)")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.source_size.lower().split("x"))
 
@@ -88,7 +90,8 @@ def main() -> int:
         for _ in range(3):  # warm-up: kernel choice, CUDA graph capture
             backend.infer({backend.inputs[0].name: batch})
     settings = RuntimeSettings(seconds=args.seconds, rounds=args.rounds,
-                               stand_in_ms=args.backend_ms if args.backend == "stand-in" else None, jsonl=args.jsonl)
+                               stand_in_ms=args.backend_ms if args.backend == "stand-in" else None, jsonl=args.jsonl,
+                               decoder_threads=args.decoder_threads)
     report = measure_runtime(bundle, paths, backend, settings)
     print(f"{args.model} fused ({args.channel_order}), sinks: {'jsonl' if args.jsonl else '-'}; "
           f"{os.cpu_count()} cores visible; {args.rounds} rounds of {args.seconds:g} s")

@@ -30,7 +30,7 @@ fps = {fps}
 def test_the_documented_example_parses():
     rig = load_rig(EXAMPLE)
     assert rig.camera_names == ["front", "front_left", "front_right", "rear"]
-    assert rig.cameras[3].loop and rig.startup_timeout_s == 2.0
+    assert rig.cameras[3].loop and rig.startup_timeout_s == 2.0 and rig.decoder_threads == 0
     assert rig.model.backend == "onnxruntime" and rig.model.precision is Precision.FP32
     assert rig.outputs.video is VideoMode.MOSAIC and rig.sync_tolerance_ms == 40
     assert rig.base_dir == EXAMPLE.parent.resolve()
@@ -88,6 +88,8 @@ def test_a_syntax_error_names_the_line():
     (("rate_hz = 10", 'rate_hz = 10\n[outputs]\nvideo = "gif"'), "outputs.video: expected one of none, per-camera, mosaic"),
     (("rate_hz = 10", '[model]\nbackend = "tvm"'), "model.backend: expected one of onnxruntime, torch, tensorrt"),
     (('name = "b"\n', ""), r"cameras\[1\]\.name: missing"),
+    (("rate_hz = 10", "rate_hz = 10\ndecoder_threads = 1.5"), "decoder_threads: expected an integer >= 0"),
+    (("rate_hz = 10", "rate_hz = 10\ndecoder_threads = -1"), "decoder_threads: expected an integer >= 0"),
 ])
 def test_other_field_errors(edit, message):
     with pytest.raises(RigConfigError, match=message):
@@ -107,3 +109,18 @@ def test_cli_malformed_rig_is_one_line_exit_1(invoke, tmp_path):
     assert r.exit_code == 1
     assert 'cameras[2].fps: expected a positive number, got "abc"' in r.output
     assert "Traceback" not in r.output
+
+
+def test_decoders_get_the_cores_shared_out_among_the_cameras(monkeypatch):
+    from vitdeploy.runtime.rig import Camera
+    from vitdeploy.runtime.sources import decoder_threads, open_source
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    assert [decoder_threads(0, n) for n in (1, 3, 6, 12)] == [8, 2, 1, 1]
+    assert decoder_threads(3, 6) == 3  # the rig file's decoder_threads, as it is
+    assert parse_rig(GOOD.format(fps=10).replace("rate_hz = 10", "rate_hz = 10\ndecoder_threads = 2")).decoder_threads == 2
+    video = open_source(Camera(name="a", source="a.mp4", fps=10), threads=2)
+    assert video.threads == 2
+    stream = open_source(Camera(name="b", source="rtsp://127.0.0.1:9/x", fps=10), threads=2)
+    device = open_source(Camera(name="c", source="device://0", fps=10), threads=2)
+    assert stream.spec.threads == 2 and device.spec.threads is None  # a device is not decoded by FFmpeg

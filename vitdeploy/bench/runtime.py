@@ -51,6 +51,7 @@ class RuntimeSettings:
     rounds: int = 2
     stand_in_ms: float | None = 5.0
     jsonl: bool = True
+    decoder_threads: int = 0  # FFmpeg threads per camera, both ways (0: the rig's default, cores / cameras)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class RuntimeRound:
 class RuntimeReport:
     cameras: int
     frame_size: tuple[int, int]
+    decoder_threads: int
     backend: str
     settings: RuntimeSettings
     decode_cpu_ms_per_set: list[float] = field(default_factory=list)
@@ -101,7 +103,8 @@ class RuntimeReport:
 
     def lines(self, *, target: float = TARGET_RATIO) -> list[str]:
         """The report as text: one line per round (and its CPU split by thread), then the verdict."""
-        out = [f"{self.cameras} cameras x {self.frame_size[0]}x{self.frame_size[1]}, backend {self.backend}; "
+        out = [f"{self.cameras} cameras x {self.frame_size[0]}x{self.frame_size[1]} ({self.decoder_threads} decoder "
+               f"thread{'s' if self.decoder_threads > 1 else ''} each), backend {self.backend}; "
                f"load average {self.load[0]:.2f} -> {self.load[1]:.2f}"]
         for i, r in enumerate(self.rounds):
             stages = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r.cpu_ms_by_thread.items(), key=lambda kv: -kv[1])
@@ -119,7 +122,8 @@ class RuntimeReport:
         return out
 
     def to_dict(self) -> dict[str, object]:
-        return {"cameras": self.cameras, "frame_size": list(self.frame_size), "backend": self.backend,
+        return {"cameras": self.cameras, "frame_size": list(self.frame_size), "decoder_threads": self.decoder_threads,
+                "backend": self.backend,
                 "seconds": self.settings.seconds, "load_average": list(self.load),
                 "decode_only_sets_per_s": self.decode_per_s, "runtime_sets_per_s": self.runtime_per_s,
                 "ratio": self.ratio, "decode_only_cpu_ms_per_set": self.decode_cpu_ms_per_set,
@@ -242,16 +246,24 @@ def stand_in_backend(bundle: Bundle, outputs: dict[str, np.ndarray], *, ms: floa
     return StandIn(inputs=g.inputs, outputs=g.outputs, dim_ranges={CAMERA_AXIS: (1, bundle.manifest.max_cameras)})
 
 
-def decode_only(paths: list[Path], *, seconds: float) -> tuple[float, float]:
-    """Each file decoded in its own thread (``VideoCapture.read``, looping) for ``seconds``;
-    returns (frame sets/s: the slowest camera's frames per second, process CPU ms per set)."""
+def decode_only(paths: list[Path], *, seconds: float, threads: int | None = None) -> tuple[float, float]:
+    """Each file decoded in its own thread (``VideoCapture.read``, looping, ``threads`` FFmpeg threads
+    each as the rig's cameras have) for ``seconds``; returns (frame sets/s: the slowest camera's
+    frames per second, process CPU ms per set)."""
     import cv2
+
+    from vitdeploy.data.frames import open_video
 
     counts = [0] * len(paths)
     stop = threading.Event()
+    errors: list[BaseException] = []
 
     def decode(i: int) -> None:
-        cap = cv2.VideoCapture(str(paths[i]))
+        try:
+            cap = open_video(paths[i], threads=threads)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            errors.append(exc)
+            return
         while not stop.is_set():
             ok, _ = cap.read()
             if not ok:
@@ -260,15 +272,17 @@ def decode_only(paths: list[Path], *, seconds: float) -> tuple[float, float]:
             counts[i] += 1
         cap.release()
 
-    threads = [threading.Thread(target=decode, args=(i,), daemon=True) for i in range(len(paths))]
+    workers = [threading.Thread(target=decode, args=(i,), daemon=True) for i in range(len(paths))]
     cpu, start = _cpu_seconds(), time.perf_counter()
-    for t in threads:
+    for t in workers:
         t.start()
     time.sleep(seconds)
     stop.set()
     n, elapsed, cpu_used = min(counts), time.perf_counter() - start, _cpu_seconds() - cpu
-    for t in threads:
+    for t in workers:
         t.join()
+    if errors:
+        raise errors[0]
     return n / elapsed, cpu_used / max(1, sum(counts) / len(paths)) * 1e3
 
 
@@ -303,13 +317,15 @@ def measure_runtime(bundle: Bundle, videos: list[Path], backend: Backend, settin
     """Alternate decode-only and runtime rounds on ``videos`` (one camera each) with ``backend``;
     ``progress(what, fraction)`` is called as rounds finish."""
     from vitdeploy.runtime.rig import Camera, ModelConfig, Outputs, Rig, VideoMode
+    from vitdeploy.runtime.sources import decoder_threads
 
     size = first_frames(videos[:1])[0].shape[:2]
+    threads = decoder_threads(settings.decoder_threads, len(videos))
     cams = tuple(Camera(name=f"cam{i}", source=str(p), fps=30.0, loop=True) for i, p in enumerate(videos))
     rig = Rig(cameras=cams, model=ModelConfig(bundle=bundle.path), rate_hz=0.0, latency_budget_ms=1e6,
-              startup_timeout_s=10.0, outputs=Outputs(jsonl="frames.jsonl" if settings.jsonl else None,
+              startup_timeout_s=10.0, decoder_threads=threads, outputs=Outputs(jsonl="frames.jsonl" if settings.jsonl else None,
                                                       video=VideoMode.NONE, live=False))
-    report = RuntimeReport(cameras=len(videos), frame_size=(int(size[0]), int(size[1])),
+    report = RuntimeReport(cameras=len(videos), frame_size=(int(size[0]), int(size[1])), decoder_threads=threads,
                            backend=", ".join(v if k == "backend" else f"{k} {v}" for k, v in backend.describe().items()),
                            settings=settings)
     steps, done = 2 * settings.rounds + 1, 0
@@ -321,7 +337,7 @@ def measure_runtime(bundle: Bundle, videos: list[Path], backend: Backend, settin
             progress(what, done / steps)
 
     load = os.getloadavg()
-    before, cpu = decode_only(videos, seconds=settings.seconds)
+    before, cpu = decode_only(videos, seconds=settings.seconds, threads=threads)
     report.decode_cpu_ms_per_set.append(cpu)
     step("decode-only")
     with tempfile.TemporaryDirectory(prefix="vitdeploy-bench-runtime.") as tmp:
@@ -329,7 +345,7 @@ def measure_runtime(bundle: Bundle, videos: list[Path], backend: Backend, settin
             summary, rate, cpu_ms, by = runtime_round(rig, bundle, backend, out=Path(tmp) / f"run{r}",
                                                       seconds=settings.seconds)
             step("runtime")
-            after, cpu = decode_only(videos, seconds=settings.seconds)
+            after, cpu = decode_only(videos, seconds=settings.seconds, threads=threads)
             report.decode_cpu_ms_per_set.append(cpu)
             step("decode-only")
             p50 = {k: summary.percentiles(k, (50,))[50] for k in ("preprocess", "infer", "postprocess")

@@ -60,12 +60,14 @@ def sample_photo() -> np.ndarray:
     return read_image(Path(__file__).parent / "photos" / "grace_hopper.jpg")
 
 
-def open_video(path: Path) -> cv2.VideoCapture:
-    """An opened OpenCV capture of the video file ``path``; a ``DataError`` when it cannot be opened."""
+def open_video(path: Path, *, threads: int | None = None) -> cv2.VideoCapture:
+    """An opened OpenCV capture of the video file ``path``; a ``DataError`` when it cannot be opened.
+    ``threads``: the decoder's threads (None: OpenCV's choice, one per core)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"video file {path} does not exist")
-    cap = cv2.VideoCapture(str(path))
+    params = [] if threads is None else [cv2.CAP_PROP_N_THREADS, int(threads)]
+    cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, params)
     if not cap.isOpened():
         cap.release()
         raise DataError(f"cannot open video {path} with OpenCV (not a video, or a codec OpenCV lacks); "

@@ -114,7 +114,9 @@ class Rig:
     cameras of one set may be, and how long a set waits for a late camera. ``latency_budget_ms`` is
     the end-to-end deadline (capture to results) that the summary counts misses against.
     ``startup_timeout_s`` is how long the first set waits for every camera's first frame; then the
-    rig runs with the cameras it has.
+    rig runs with the cameras it has. ``decoder_threads`` is FFmpeg's threads per video file or
+    capture (0: the machine's cores shared out among the cameras, at least one each — six decoders
+    with two threads each on two cores decode 10-20 % slower than with one).
     """
 
     cameras: tuple[Camera, ...]
@@ -123,6 +125,7 @@ class Rig:
     sync_tolerance_ms: float = 50.0
     latency_budget_ms: float = 100.0
     startup_timeout_s: float = 2.0
+    decoder_threads: int = 0
     outputs: Outputs = field(default_factory=Outputs)
     base_dir: Path = Path(".")  # folder relative paths in the file are resolved against
 
@@ -133,7 +136,8 @@ class Rig:
 
 # ---- reading ----------------------------------------------------------------------------------
 
-_TOP_KEYS = {"rate_hz", "sync_tolerance_ms", "latency_budget_ms", "startup_timeout_s", "model", "outputs", "cameras"}
+_TOP_KEYS = {"rate_hz", "sync_tolerance_ms", "latency_budget_ms", "startup_timeout_s", "decoder_threads", "model",
+             "outputs", "cameras"}
 _MODEL_KEYS = {"bundle", "backend", "precision", "device", "score_threshold", "top_k", "allow_cpu_resize",
                "allow_rejected", "geometry"}
 _OUTPUT_KEYS = {"dir", "jsonl", "video", "live", "mcap", "mcap_images"}
@@ -178,6 +182,7 @@ def parse_rig(text: str, *, source: str = "rig.toml", base_dir: str | Path = "."
         sync_tolerance_ms=f.number(raw, "sync_tolerance_ms", "sync_tolerance_ms", default=50.0, minimum=0.0),
         latency_budget_ms=f.number(raw, "latency_budget_ms", "latency_budget_ms", default=100.0, positive=True),
         startup_timeout_s=f.number(raw, "startup_timeout_s", "startup_timeout_s", default=2.0, minimum=0.0),
+        decoder_threads=int(f.number(raw, "decoder_threads", "decoder_threads", default=0, minimum=0.0, integer=True)),
         outputs=_outputs(f, f.table(raw, "outputs")),
         base_dir=Path(base_dir),
     )

@@ -30,7 +30,7 @@ from vitdeploy.runtime.rig import Rig, VideoMode
 from vitdeploy.runtime.rig_geometry import rig_inputs
 from vitdeploy.runtime.sink_thread import SinkThread
 from vitdeploy.runtime.sinks import JsonlSink, LiveView, VideoSink
-from vitdeploy.runtime.sources import Source, open_source
+from vitdeploy.runtime.sources import Source, decoder_threads, open_source
 from vitdeploy.runtime.stats import RunSummary, Stats
 from vitdeploy.runtime.sync import Synchronizer
 
@@ -255,7 +255,9 @@ def _open_sources(rig: Rig, given: dict[str, Source] | None, *, channel_order: s
     if unknown:
         raise DataError(f"sources given for cameras {unknown} that the rig does not have: {rig.camera_names}")
     paced = rig.rate_hz > 0  # a free-running rig takes frames as fast as the pipeline does
-    return [overrides.get(c.name) or open_source(c, paced=paced, base_dir=rig.base_dir, channel_order=channel_order)
+    threads = decoder_threads(rig.decoder_threads, len(rig.cameras))
+    return [overrides.get(c.name) or open_source(c, paced=paced, base_dir=rig.base_dir, channel_order=channel_order,
+                                                 threads=threads)
             for c in rig.cameras]
 
 

@@ -18,6 +18,7 @@ URI                                              source
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,17 +26,28 @@ from vitdeploy.errors import RigConfigError
 from vitdeploy.runtime.rig import Camera
 from vitdeploy.runtime.sources.base import Clock, Frame, FrameError, Health, Source, SourceStatus
 
-__all__ = ["Clock", "Frame", "FrameError", "Health", "Source", "SourceStatus", "open_source"]
+__all__ = ["Clock", "Frame", "FrameError", "Health", "Source", "SourceStatus", "decoder_threads", "open_source"]
 
 _STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 
 
+def decoder_threads(setting: int, cameras: int) -> int:
+    """FFmpeg threads per decoding camera: ``setting`` (a rig's ``decoder_threads``), or for 0 the
+    usable cores shared out among ``cameras``, at least one each. The cameras already decode in
+    parallel, one thread each; frame threads on top of that only cost when cores are few."""
+    if setting > 0:
+        return setting
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, cameras))
+
+
 def open_source(camera: Camera, *, paced: bool = True, base_dir: str | Path = ".",
-                channel_order: str = "RGB") -> Source:
+                channel_order: str = "RGB", threads: int | None = None) -> Source:
     """The source for ``camera.source`` (not started). ``paced`` False makes file and synthetic
     sources deliver as fast as they are consumed (free-running rigs); relative paths are resolved
     against ``base_dir`` (the rig file's folder). ``channel_order`` BGR asks decoders for their own
-    BGR frames (a fused graph that takes BGR); a source that renders RGB delivers RGB anyway."""
+    BGR frames (a fused graph that takes BGR); a source that renders RGB delivers RGB anyway.
+    ``threads``: FFmpeg's threads for a video file or network stream (None: OpenCV's choice)."""
     uri = camera.source.strip()
     common = {"fps": camera.fps, "paced": paced, "reconnect_interval_s": camera.reconnect_interval_s,
               "reconnect_attempts": camera.reconnect_attempts, "channel_order": channel_order}
@@ -59,7 +71,7 @@ def open_source(camera: Camera, *, paced: bool = True, base_dir: str | Path = ".
         from vitdeploy.runtime.sources.video import CaptureSource
 
         return CaptureSource(camera.name, uri, resolution=camera.resolution, timeout_s=camera.timeout_s,
-                             **common)
+                             threads=threads, **common)
     if scheme in ("gst", "gstreamer") or (not scheme and " ! " in uri):
         from vitdeploy.runtime.sources.video import CaptureSource
 
@@ -73,7 +85,7 @@ def open_source(camera: Camera, *, paced: bool = True, base_dir: str | Path = ".
         if not str(index).isdigit():
             raise RigConfigError(f"camera {camera.name!r}: {uri!r} is not device://INDEX, e.g. device://0")
         return CaptureSource(camera.name, int(index), resolution=camera.resolution, timeout_s=camera.timeout_s,
-                             **common)
+                             **common)  # a device is raw frames (V4L2), not FFmpeg: no decoder threads
     if scheme not in ("", "file"):
         raise RigConfigError(f"camera {camera.name!r}: unknown source scheme {scheme!r} in {uri!r}; use a file or "
                              "folder path, synthetic://, device://, rtsp://, http(s):// or gst://")
@@ -97,7 +109,7 @@ def open_source(camera: Camera, *, paced: bool = True, base_dir: str | Path = ".
         return ImageFolderSource(camera.name, path, loop=camera.loop, **common)
     from vitdeploy.runtime.sources.video import VideoFileSource
 
-    return VideoFileSource(camera.name, path, loop=camera.loop, **common)
+    return VideoFileSource(camera.name, path, loop=camera.loop, threads=threads, **common)
 
 
 def _local_path(text: str, base_dir: str | Path) -> Path:

@@ -41,13 +41,15 @@ CHILD_START_S = 3.0
 class CaptureSpec:
     """What the child opens: ``target`` a device index or a URL / GStreamer pipeline string;
     ``resolution`` (H, W) pixels to request; ``timeout_s`` FFmpeg's open and read timeout;
-    ``channel_order`` of the frames sent (BGR: OpenCV's own, no conversion)."""
+    ``channel_order`` of the frames sent (BGR: OpenCV's own, no conversion); ``threads`` FFmpeg's
+    decoder threads (None: OpenCV's choice)."""
 
     target: int | str
     gstreamer: bool = False
     resolution: tuple[int, int] | None = None
     timeout_s: float = 5.0
     channel_order: str = "RGB"
+    threads: int | None = None
 
 
 class CaptureProcess:
@@ -158,8 +160,9 @@ def _child(spec: CaptureSpec) -> int:
     if spec.gstreamer:
         cap = cv2.VideoCapture(spec.target, cv2.CAP_GSTREAMER)
     else:
+        threads = [] if spec.threads is None else [cv2.CAP_PROP_N_THREADS, spec.threads]
         cap = cv2.VideoCapture(spec.target, cv2.CAP_ANY,
-                               [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+                               [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms, *threads])
     if not cap.isOpened():
         hint = (" (is OpenCV built with GStreamer?)" if spec.gstreamer
                 else f" (no answer within timeout_s = {spec.timeout_s:g} s, or nothing OpenCV can decode)")

@@ -23,17 +23,18 @@ class VideoFileSource(Source):
     channel_orders = ("RGB", "BGR")
     decodes_into = True
 
-    def __init__(self, camera: str, path: str | Path, *, loop: bool = False, **kwargs):
+    def __init__(self, camera: str, path: str | Path, *, loop: bool = False, threads: int | None = None, **kwargs):
         super().__init__(camera, **kwargs)
         self.path = Path(path)
         self.loop = loop
+        self.threads = threads  # the decoder's threads (None: OpenCV's choice)
         self._cap: cv2.VideoCapture | None = None
 
     def describe(self) -> str:
         return f"video {self.path}" + (" (loop)" if self.loop else "")
 
     def _open(self) -> None:
-        self._cap = open_video(self.path)
+        self._cap = open_video(self.path, threads=self.threads)
 
     def _read(self, out: np.ndarray | None = None) -> np.ndarray | None:
         """The next frame; decoded into ``out`` (H, W, 3) uint8 where it has the frame's size."""
@@ -71,10 +72,10 @@ class CaptureSource(Source):
     decodes_into = True  # the frame is read from the child's pipe straight into the row
 
     def __init__(self, camera: str, target: int | str, *, resolution: tuple[int, int] | None = None,
-                 gstreamer: bool = False, timeout_s: float = 5.0, **kwargs):
+                 gstreamer: bool = False, timeout_s: float = 5.0, threads: int | None = None, **kwargs):
         super().__init__(camera, **kwargs)
         self.spec = CaptureSpec(target=target, gstreamer=gstreamer, resolution=resolution, timeout_s=timeout_s,
-                                channel_order=self.channel_order)
+                                channel_order=self.channel_order, threads=threads)
         self._lock = threading.Lock()
         self._process: CaptureProcess | None = None
 
