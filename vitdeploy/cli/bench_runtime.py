@@ -49,7 +49,7 @@ def bench_runtime(bundle_path: Path, *, videos: list[str], cameras: str | None, 
     run_backend = _backend(b, paths, stand_in_ms=stand_in_ms, backend=backend, precision=precision, device=device)
     settings = RuntimeSettings(seconds=seconds or 10.0, rounds=rounds, stand_in_ms=stand_in_ms)
     console.print(f"[bold]{manifest.model}[/] runtime mode: {len(paths)} cameras, free-running, JSONL sink; "
-                  f"{rounds} runtime rounds of {settings.seconds:g} s between decode-only rounds")
+                  f"{rounds} runtime round{'s' if rounds > 1 else ''} of {settings.seconds:g} s between decode-only rounds")
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
                       transient=True) as bar:
