@@ -66,22 +66,18 @@ def main() -> int:
 
     from vitdeploy.bench.runtime import (
         RuntimeSettings,
-        first_frames,
+        first_batch,
         generated_videos,
         measure_runtime,
         stand_in_backend,
     )
     from vitdeploy.runtime.backends import open_backend
-    from vitdeploy.runtime.preprocess import prepare_batch
 
     paths = generated_videos(args.cache, cameras=args.cameras, size=size, frames=args.frames)
     bundle = make_bundle(args.cache, model=args.model, cameras=args.cameras, size=size, order=args.channel_order)
-    frames = first_frames(paths)
-    batch, _ = prepare_batch(frames, bundle.manifest.preprocessing, orders=["BGR"] * len(frames))
+    batch = first_batch(bundle, paths)
     if args.backend == "stand-in":
-        real = open_backend("onnxruntime", bundle)
-        backend = stand_in_backend(bundle, real.infer({real.inputs[0].name: batch}), ms=args.backend_ms)
-        real.close()
+        backend = stand_in_backend(bundle, batch, ms=args.backend_ms)
     else:
         from vitdeploy.models.exported import exported_model
 

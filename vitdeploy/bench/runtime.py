@@ -227,10 +227,26 @@ def first_frames(paths: list[Path]) -> list[np.ndarray]:
     return frames
 
 
-def stand_in_backend(bundle: Bundle, outputs: dict[str, np.ndarray], *, ms: float) -> Backend:
+def first_batch(bundle: Bundle, paths: list[Path]) -> np.ndarray:
+    """The model input of the videos' first frames, one per camera, as the runtime prepares it."""
+    from vitdeploy.runtime.preprocess import prepare_batch
+
+    frames = first_frames(paths)
+    batch, _ = prepare_batch(frames, bundle.manifest.preprocessing, allow_resize=True, orders=["BGR"] * len(frames))
+    return batch
+
+
+def stand_in_backend(bundle: Bundle, batch: np.ndarray, *, ms: float) -> Backend:
     """A backend that sleeps ``ms`` per ``infer`` (the GIL released, as in a GPU call) and returns
-    ``outputs`` (the real model's, for real frames)."""
+    the FP32 model's outputs for ``batch`` (real frames: ``first_batch``), computed once here."""
     from vitdeploy.bundle.manifest import CAMERA_AXIS
+    from vitdeploy.runtime.backends import open_backend
+
+    real = open_backend("onnxruntime", bundle)
+    try:
+        outputs = real.infer({real.inputs[0].name: batch.astype(real.inputs[0].dtype, copy=False)})
+    finally:
+        real.close()
 
     class StandIn(Backend):
         name = "stand-in"

@@ -79,20 +79,11 @@ def _camera_count(cameras: str | None, max_cameras: int) -> int:
 def _backend(bundle, paths: list[Path], *, stand_in_ms: float | None, backend: str | None, precision: str | None,
              device: str | None):
     """The stand-in (returning the FP32 model's outputs for the videos' first frames) or the real backend."""
-    from vitdeploy.bench.runtime import first_frames, stand_in_backend
+    from vitdeploy.bench.runtime import first_batch, stand_in_backend
     from vitdeploy.runtime.backends import open_backend
-    from vitdeploy.runtime.preprocess import prepare_batch
 
     if stand_in_ms is not None:
-        frames = first_frames(paths)
-        batch, _ = prepare_batch(frames, bundle.manifest.preprocessing, allow_resize=True,
-                                 orders=["BGR"] * len(frames))
-        real = open_backend("onnxruntime", bundle)
-        try:
-            outputs = real.infer({real.inputs[0].name: batch.astype(real.inputs[0].dtype, copy=False)})
-        finally:
-            real.close()
-        return stand_in_backend(bundle, outputs, ms=stand_in_ms)
+        return stand_in_backend(bundle, first_batch(bundle, paths), ms=stand_in_ms)
     kind = backend or "onnxruntime"
     if "," in kind or (precision and "," in precision):
         raise VitDeployError("runtime mode measures one backend at one precision: e.g. --backend tensorrt "

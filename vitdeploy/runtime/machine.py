@@ -54,12 +54,17 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0)
 
 
+def usable_cores() -> int:
+    """The logical cores this process may run on (its affinity where the OS tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def describe_machine() -> dict[str, object]:
     """JSON-ready description: OS, Python, CPU model and logical cores (and those this process may
     use), GPU (or None), and library versions."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
-            "cores": os.cpu_count(), "cores_usable": usable, "gpu": gpu_name(), "libraries": library_versions()}
+            "cores": os.cpu_count(), "cores_usable": usable_cores(), "gpu": gpu_name(),
+            "libraries": library_versions()}
 
 
 def machine_line(machine: dict[str, Any]) -> str:

@@ -18,7 +18,6 @@ URI                                              source
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,10 +34,9 @@ def decoder_threads(setting: int, cameras: int) -> int:
     """FFmpeg threads per decoding camera: ``setting`` (a rig's ``decoder_threads``), or for 0 the
     usable cores shared out among ``cameras``, at least one each. The cameras already decode in
     parallel, one thread each; frame threads on top of that only cost when cores are few."""
-    if setting > 0:
-        return setting
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, cameras))
+    from vitdeploy.runtime.machine import usable_cores
+
+    return setting if setting > 0 else max(1, usable_cores() // max(1, cameras))
 
 
 def open_source(camera: Camera, *, paced: bool = True, base_dir: str | Path = ".",
